@@ -1,0 +1,59 @@
+//! What every example program shares: the command-line contract of `shared/spec/examples.md`
+//! (one clear line on stderr and a non-zero exit on error, `tracing` only when `RUST_LOG` asks).
+
+#![allow(dead_code)] // each example uses part of it
+
+use std::fmt::Display;
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it.
+pub fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
+/// Prints `program: error` as one line on stderr and returns a failing exit code.
+pub fn fail(program: &str, error: impl Display) -> ExitCode {
+    eprintln!("{program}: {error}");
+    ExitCode::FAILURE
+}
+
+/// The optional single address argument of a server, or `default`.
+pub fn server_address(program: &str, default: &str) -> Result<String, String> {
+    let mut args = std::env::args().skip(1);
+    let address = args.next().unwrap_or_else(|| default.to_string());
+    match args.next() {
+        None => Ok(address),
+        Some(extra) => Err(format!(
+            "unexpected argument {extra:?} (usage: {program} [ADDR])"
+        )),
+    }
+}
+
+/// Prints the contract's `listening on IP:PORT` line and flushes it.
+pub fn announce(address: impl Display) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {address}");
+    let _ = stdout.flush();
+}
+
+/// Parses `ADDR` as `IP:PORT` with a clear error.
+pub fn parse_inet(address: &str) -> Result<std::net::SocketAddr, String> {
+    address
+        .parse()
+        .map_err(|_| format!("invalid address {address:?} (expected IP:PORT, e.g. 127.0.0.1:8080)"))
+}
+
+/// The address family of an IP socket address.
+pub fn family_of(address: &std::net::SocketAddr) -> asyncore::Family {
+    if address.is_ipv4() {
+        asyncore::Family::Inet
+    } else {
+        asyncore::Family::Inet6
+    }
+}

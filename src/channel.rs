@@ -1,0 +1,564 @@
+//! [`Channel`]: a socket with asyncore's operations and flags, the `self` of a dispatcher's
+//! socket calls.
+//!
+//! In Python a dispatcher object is both the socket wrapper and the callback target. In Rust the
+//! two are split so that each can be borrowed on its own: the [`Dispatcher`](crate::Dispatcher)
+//! is your struct with the `handle_*` callbacks, and the `Channel` owns the socket, the flags
+//! (`accepting`, `connected`, `connecting`) and the map membership. Every callback receives
+//! `&mut Channel` next to `&mut self`.
+//!
+//! # Non-blocking semantics
+//!
+//! Every operation is non-blocking and follows asyncore, with its traps removed:
+//!
+//! | call | asyncore | here |
+//! |---|---|---|
+//! | [`recv`](Channel::recv) at end of file | `b''`, `handle_close()` inside `recv` | empty `Bytes`; `handle_close` runs right after the current callback returns |
+//! | `recv` with nothing to read | raises `BlockingIOError` → `handle_error` → closed | `Err(WouldBlock)`; a callback that returns it (`?`) is simply done: no error, no close |
+//! | [`send`](Channel::send) with a full buffer | `0` | `Ok(0)` |
+//! | `send`/`recv` on a disconnect (`ECONNRESET`, `EPIPE`, …) | `handle_close()`, `0`/`b''` | the same, with `handle_close` after the callback |
+//! | [`accept`](Channel::accept) with nothing pending | `None` | `Ok(None)` |
+//! | [`connect`](Channel::connect) | `handle_connect` may run inside `connect()` | `handle_connect` always runs from the reactor, before the first read or write callback |
+//! | [`close`](Channel::close) | leaves the map, closes the socket | the same; idempotent; never calls `handle_close` |
+//!
+//! After end of file the channel no longer asks for read readiness (Tokio keeps reporting a
+//! closed read side as ready forever, which would spin); `handle_close` runs at most once.
+
+use std::fmt;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::RawFd;
+use std::rc::Weak;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::address::{Address, Family, ToAddress};
+use crate::error::{closed_channel, context, is_disconnect, would_block};
+use crate::event::ChannelId;
+use crate::io::{Io, Listener, Stream};
+use crate::map::{Map, MapInner};
+
+/// A socket and its asyncore state, owned by the map once added.
+///
+/// Make one with [`Channel::create_socket`] (then `bind`/`listen` or `connect`), or adopt a
+/// connected Tokio stream with [`Channel::from_tcp`]/[`Channel::from_unix`]; then give it to a
+/// map with a dispatcher: [`Map::add`](crate::Map::add).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use asyncore::{Channel, Family};
+///
+/// let mut listener = Channel::create_socket(Family::Inet)?;
+/// listener.set_reuse_addr()?;
+/// listener.bind("127.0.0.1:0")?;
+/// listener.listen(128)?;
+/// assert!(listener.accepting());
+/// assert_eq!(listener.local_addr()?.as_inet().unwrap().ip().to_string(), "127.0.0.1");
+/// # Ok(()) }
+/// ```
+pub struct Channel {
+    id: ChannelId,
+    family: Family,
+    pub(crate) io: Io,
+    pub(crate) map: Weak<MapInner>,
+    addr: Option<Address>,
+    accepting: bool,
+    connected: bool,
+    connecting: bool,
+    closed: bool,
+    /// The peer finished sending: no more read interest (Tokio's read-closed state is sticky).
+    pub(crate) eof: bool,
+    /// End of file or a disconnect was seen inside a callback: `handle_close` runs after it.
+    pub(crate) close_pending: bool,
+    /// Whether the current callback touched the socket (spin detection).
+    pub(crate) progress: bool,
+    read_buf: BytesMut,
+}
+
+impl Channel {
+    /// Creates a non-blocking stream socket of `family`, asyncore's
+    /// `create_socket(family, SOCK_STREAM)`. The socket is close-on-exec.
+    ///
+    /// # Errors
+    /// What `socket(2)` reports, e.g. `EMFILE` when the process is out of file descriptors.
+    pub fn create_socket(family: Family) -> io::Result<Channel> {
+        let socket = socket2::Socket::new(family.domain(), socket2::Type::STREAM, None)
+            .map_err(|e| context(e, format_args!("create {family:?} socket")))?;
+        socket.set_nonblocking(true)?;
+        Ok(Channel::with_io(family, Io::Fresh(socket)))
+    }
+
+    /// Adopts a connected Tokio TCP stream: asyncore's `dispatcher(sock)`. The channel starts
+    /// connected; `handle_connect` never runs for it.
+    pub fn from_tcp(stream: tokio::net::TcpStream) -> Channel {
+        let family = match stream.local_addr() {
+            Ok(addr) if addr.is_ipv6() => Family::Inet6,
+            _ => Family::Inet,
+        };
+        Channel::from_stream(family, Stream::Tcp(stream), None)
+    }
+
+    /// Adopts a connected Tokio Unix stream (see [`Channel::from_tcp`]).
+    pub fn from_unix(stream: tokio::net::UnixStream) -> Channel {
+        Channel::from_stream(Family::Unix, Stream::Unix(stream), None)
+    }
+
+    pub(crate) fn from_stream(family: Family, stream: Stream, peer: Option<Address>) -> Channel {
+        let peer = peer.or_else(|| stream.peer_address().ok());
+        let mut channel = Channel::with_io(family, Io::Stream(stream));
+        channel.connected = true;
+        channel.addr = peer;
+        channel
+    }
+
+    fn with_io(family: Family, io: Io) -> Channel {
+        Channel {
+            id: ChannelId::next(),
+            family,
+            io,
+            map: Weak::new(),
+            addr: None,
+            accepting: false,
+            connected: false,
+            connecting: false,
+            closed: false,
+            eof: false,
+            close_pending: false,
+            progress: false,
+            read_buf: BytesMut::new(),
+        }
+    }
+
+    /// This channel's id, its key in the map.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// The socket's address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The socket's file descriptor, or `None` once closed.
+    pub fn fileno(&self) -> Option<RawFd> {
+        self.io.fd()
+    }
+
+    /// asyncore's `addr`: the address given to `bind` or `connect` (as given: port 0 stays 0),
+    /// or the peer of an accepted connection. See [`local_addr`](Channel::local_addr) for the
+    /// bound address.
+    pub fn addr(&self) -> Option<&Address> {
+        self.addr.as_ref()
+    }
+
+    /// Whether the channel is listening (`listen` succeeded).
+    pub fn accepting(&self) -> bool {
+        self.accepting
+    }
+
+    /// Whether the channel is connected: accepted, adopted, or its connect completed.
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Whether a `connect` is in progress.
+    pub fn connecting(&self) -> bool {
+        self.connecting
+    }
+
+    /// Whether [`close`](Channel::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The map this channel belongs to, or `None` before it is added and after it closes.
+    pub fn map(&self) -> Option<Map> {
+        self.map.upgrade().map(Map::from_inner)
+    }
+
+    /// A borrowed `socket2` view of the socket, for options this type does not wrap
+    /// (`set_nodelay`, `set_linger`, buffer sizes, …).
+    ///
+    /// # Errors
+    /// `NotConnected` once the channel is closed.
+    pub fn socket(&self) -> io::Result<socket2::SockRef<'_>> {
+        self.io.sock_ref().ok_or_else(|| closed_channel("socket"))
+    }
+
+    /// Sets `SO_REUSEADDR`, so a restarted server can bind its port at once. Unlike asyncore,
+    /// a failure is reported rather than ignored.
+    pub fn set_reuse_addr(&mut self) -> io::Result<()> {
+        self.socket()?
+            .set_reuse_address(true)
+            .map_err(|e| context(e, "set SO_REUSEADDR"))
+    }
+
+    /// Binds the socket to `address`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an address that does not parse, resolve or fit the socket's family;
+    /// `AddrInUse`, `AddrNotAvailable`, `PermissionDenied` as `bind(2)` reports them. The
+    /// message names the address.
+    pub fn bind(&mut self, address: impl ToAddress) -> io::Result<()> {
+        let address = address.to_address(self.family)?;
+        let socket = self.fresh("bind")?;
+        socket
+            .bind(&address.to_sockaddr()?)
+            .map_err(|e| context(e, format_args!("bind {address}")))?;
+        self.addr = Some(address);
+        Ok(())
+    }
+
+    /// Starts listening with a backlog of `backlog` connections; the channel becomes
+    /// [`accepting`](Channel::accepting) and its read events become `handle_accept`.
+    ///
+    /// asyncore's examples use `listen(5)`; a server meant to take bursts of connections
+    /// wants 128 or more (a full backlog drops SYNs, which come back a second later).
+    ///
+    /// # Errors
+    /// What `listen(2)` reports; `Other` when no Tokio runtime is running.
+    pub fn listen(&mut self, backlog: u32) -> io::Result<()> {
+        let Io::Fresh(_) = self.io else {
+            return Err(self.misuse("listen", "needs a fresh socket from create_socket"));
+        };
+        require_runtime("listen")?;
+        let Io::Fresh(socket) = std::mem::replace(&mut self.io, Io::Closed) else {
+            unreachable!("checked above")
+        };
+        let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        let listened = socket.listen(backlog).and_then(|()| {
+            Ok(match self.family {
+                Family::Unix => Listener::unix(tokio::net::UnixListener::from_std(socket.into())?),
+                _ => Listener::tcp(tokio::net::TcpListener::from_std(socket.into())?),
+            })
+        });
+        match listened {
+            Ok(listener) => {
+                self.io = Io::Listener(listener);
+                self.accepting = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.closed = true;
+                Err(context(e, "listen"))
+            }
+        }
+    }
+
+    /// Starts a non-blocking connect to `address`.
+    ///
+    /// The channel is [`connecting`](Channel::connecting) until the reactor sees the socket
+    /// become writable (it waits for that whatever `writable()` says); then `handle_connect`
+    /// runs, before any read or write callback, with [`connected`](Channel::connected) already
+    /// true. A connect that fails later (refused, unreachable) reaches `handle_error` with the
+    /// OS error.
+    ///
+    /// # Errors
+    /// Errors known at once: a bad address, a family mismatch, `connect(2)` failing
+    /// synchronously (e.g. `ECONNREFUSED` for a Unix socket nobody listens on); `Other` when no
+    /// Tokio runtime is running.
+    pub fn connect(&mut self, address: impl ToAddress) -> io::Result<()> {
+        let address = address.to_address(self.family)?;
+        let Io::Fresh(socket) = &self.io else {
+            return Err(self.misuse("connect", "needs a fresh socket from create_socket"));
+        };
+        require_runtime("connect")?;
+        match socket.connect(&address.to_sockaddr()?) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || would_block(&e) => {}
+            Err(e) => return Err(context(e, format_args!("connect to {address}"))),
+        }
+        let Io::Fresh(socket) = std::mem::replace(&mut self.io, Io::Closed) else {
+            unreachable!("checked above")
+        };
+        let stream = match self.family {
+            Family::Unix => tokio::net::UnixStream::from_std(socket.into()).map(Stream::Unix),
+            _ => tokio::net::TcpStream::from_std(socket.into()).map(Stream::Tcp),
+        };
+        self.io = Io::Stream(stream.map_err(|e| context(e, "register socket with Tokio"))?);
+        self.connecting = true;
+        self.addr = Some(address);
+        Ok(())
+    }
+
+    /// Completes a pending connect: `Ok(true)` when connected, `Ok(false)` when the wake-up was
+    /// early, `Err` with the OS error when the connect failed.
+    pub(crate) fn finish_connect(&mut self) -> io::Result<bool> {
+        let Io::Stream(stream) = &self.io else {
+            return Ok(false);
+        };
+        let target = self.addr.clone();
+        let failed = |e: io::Error| match &target {
+            Some(address) => context(e, format_args!("connect to {address}")),
+            None => context(e, "connect"),
+        };
+        if let Some(error) = stream.take_error()? {
+            self.connecting = false;
+            return Err(failed(error));
+        }
+        match stream.peer_address() {
+            Ok(_) => {
+                self.connecting = false;
+                self.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => {
+                self.connecting = false;
+                Err(failed(e))
+            }
+        }
+    }
+
+    /// Takes one pending connection from a listening channel, asyncore's `accept()`.
+    ///
+    /// Returns `Ok(None)` when there is none (a spurious wake-up, or a client that gave up:
+    /// `ECONNABORTED`). The new channel is connected, its `addr` is the peer; hand it to a map
+    /// with a dispatcher to serve it.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the channel is not listening; other `accept(2)` errors as they come.
+    pub fn accept(&mut self) -> io::Result<Option<(Channel, Address)>> {
+        let family = self.family;
+        let Io::Listener(listener) = &mut self.io else {
+            return Err(self.misuse("accept", "is not listening"));
+        };
+        self.progress = true;
+        Ok(listener
+            .accept()
+            .map_err(|e| context(e, "accept"))?
+            .map(|(stream, peer)| {
+                let channel = Channel::from_stream(family, stream, Some(peer.clone()));
+                (channel, peer)
+            }))
+    }
+
+    /// Sends as much of `data` as the socket takes now; returns how many bytes that was.
+    ///
+    /// Returns `Ok(0)` when the send buffer is full, and also when the peer is gone
+    /// (`ECONNRESET`, `EPIPE`, …, or the channel was never connected): then `handle_close` runs
+    /// once the current callback returns, as asyncore's `send` calls it.
+    ///
+    /// # Errors
+    /// `NotConnected` on a closed channel; any other send error, with context.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        let result = match &self.io {
+            Io::Stream(stream) => stream.try_write(data),
+            Io::Closed => return Err(closed_channel("send")),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.progress = true;
+        self.sent(result)
+    }
+
+    /// Like [`send`](Channel::send), for several buffers in one system call (`writev`).
+    pub fn send_vectored(&mut self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let result = match &self.io {
+            Io::Stream(stream) => stream.try_write_vectored(data),
+            Io::Closed => return Err(closed_channel("send")),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.progress = true;
+        self.sent(result)
+    }
+
+    fn sent(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        match result {
+            Ok(n) => Ok(n),
+            Err(e) if would_block(&e) => Ok(0),
+            Err(e) if is_disconnect(&e) => {
+                self.close_pending = true;
+                Ok(0)
+            }
+            Err(e) => Err(context(e, "send")),
+        }
+    }
+
+    /// Receives up to `max` bytes: asyncore's `recv(buffer_size)`.
+    ///
+    /// Reads into spare capacity of a buffer the channel keeps, so a handler that drops the
+    /// returned `Bytes` before the next `recv` reuses one allocation and nothing is zeroed.
+    ///
+    /// Returns empty `Bytes` at end of file or on a disconnect; `handle_close` then runs once
+    /// the current callback returns.
+    ///
+    /// # Errors
+    /// `WouldBlock` when nothing is there yet (a spurious wake-up): return it from the
+    /// callback with `?` and the reactor treats it as "nothing to do", never as an error.
+    /// `NotConnected` on a closed channel; other receive errors with context.
+    pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
+        let mut buf = std::mem::take(&mut self.read_buf);
+        buf.reserve(max);
+        let result = self.recv_buf(&mut (&mut buf).limit(max));
+        let data = buf.split().freeze();
+        self.read_buf = buf;
+        result.map(|_| data)
+    }
+
+    /// Receives into `buf`'s spare capacity, appending at most `buf.remaining_mut()` bytes;
+    /// returns the count, 0 at end of file or on a disconnect. Same rules as
+    /// [`recv`](Channel::recv).
+    pub fn recv_buf<B: BufMut>(&mut self, buf: &mut B) -> io::Result<usize> {
+        if !buf.has_remaining_mut() {
+            return Ok(0);
+        }
+        let result = match &self.io {
+            Io::Stream(stream) => stream.try_read_buf(buf),
+            Io::Closed => return Err(closed_channel("recv")),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.received(result)
+    }
+
+    /// Receives into `buf` (Python's `recv_into`); returns the count, 0 at end of file.
+    pub fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let result = match &self.io {
+            Io::Stream(stream) => stream.try_read(buf),
+            Io::Closed => return Err(closed_channel("recv")),
+            _ => Err(io::ErrorKind::NotConnected.into()),
+        };
+        self.received(result)
+    }
+
+    fn received(&mut self, result: io::Result<usize>) -> io::Result<usize> {
+        self.progress = true;
+        match result {
+            Ok(0) => {
+                self.eof = true;
+                self.close_pending = true;
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) if would_block(&e) => Err(e),
+            Err(e) if is_disconnect(&e) => {
+                self.eof = true;
+                self.close_pending = true;
+                Ok(0)
+            }
+            Err(e) => Err(context(e, "recv")),
+        }
+    }
+
+    /// Shuts down one or both directions of the connection (`shutdown(2)`).
+    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        self.socket()?
+            .shutdown(how)
+            .map_err(|e| context(e, "shutdown"))
+    }
+
+    /// The socket's own address (`getsockname`): the real port after binding port 0.
+    pub fn local_addr(&self) -> io::Result<Address> {
+        let addr = self
+            .socket()?
+            .local_addr()
+            .map_err(|e| context(e, "getsockname"))?;
+        Ok(Address::from_sockaddr(&addr))
+    }
+
+    /// The peer's address (`getpeername`).
+    pub fn peer_addr(&self) -> io::Result<Address> {
+        let addr = self
+            .socket()?
+            .peer_addr()
+            .map_err(|e| context(e, "getpeername"))?;
+        Ok(Address::from_sockaddr(&addr))
+    }
+
+    /// Closes the channel: it leaves its map and its socket is closed, now. Idempotent.
+    ///
+    /// As in asyncore, `close` does not call `handle_close`; it is what `handle_close` calls.
+    /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.accepting = false;
+        self.connected = false;
+        self.connecting = false;
+        self.io = Io::Closed;
+        self.read_buf = BytesMut::new();
+        if let Some(map) = self.map.upgrade() {
+            map.remove(self.id);
+        }
+    }
+
+    /// Logs `message` in this channel's span, asyncore's `log_info(message, type)`: `"info"`,
+    /// `"warning"` and `"error"` become `tracing` levels `INFO`, `WARN` and `ERROR` (anything
+    /// else is `INFO`). Nothing is printed on stdout.
+    pub fn log_info(&self, message: &str, kind: &str) {
+        let id = self.id;
+        match kind {
+            "error" => tracing::error!(channel = %id, "{message}"),
+            "warning" => tracing::warn!(channel = %id, "{message}"),
+            _ => tracing::info!(channel = %id, "{message}"),
+        }
+    }
+
+    fn fresh(&self, what: &str) -> io::Result<&socket2::Socket> {
+        match &self.io {
+            Io::Fresh(socket) => Ok(socket),
+            _ => Err(self.misuse(what, "needs a fresh socket from create_socket")),
+        }
+    }
+
+    fn misuse(&self, what: &str, why: &str) -> io::Error {
+        if self.closed {
+            return closed_channel(what);
+        }
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}: channel {} {why} (it is {})", self.id, self.state()),
+        )
+    }
+
+    fn state(&self) -> &'static str {
+        if self.closed {
+            "closed"
+        } else if self.accepting {
+            "listening"
+        } else if self.connected {
+            "connected"
+        } else if self.connecting {
+            "connecting"
+        } else {
+            "not connected"
+        }
+    }
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Channel");
+        d.field("id", &self.id).field("state", &self.state());
+        if let Some(addr) = &self.addr {
+            d.field("addr", &format_args!("{addr}"));
+        }
+        if let Some(fd) = self.fileno() {
+            d.field("fd", &fd);
+        }
+        d.finish()
+    }
+}
+
+/// asyncore's `repr`: `<#3 connected 127.0.0.1:45833>`.
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} {}", self.id, self.state())?;
+        if let Some(addr) = &self.addr {
+            write!(f, " {addr}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+fn require_runtime(what: &str) -> io::Result<()> {
+    tokio::runtime::Handle::try_current().map(drop).map_err(|_| {
+        io::Error::other(format!(
+            "{what}: no Tokio runtime is running; create channels inside a runtime with I/O and time enabled"
+        ))
+    })
+}

@@ -1,0 +1,158 @@
+//! [`Dispatcher`]: the callbacks of one channel, asyncore's `dispatcher` subclass.
+//!
+//! Implement the hooks you need; every one has asyncore's default. The reactor calls them on
+//! the map's thread, one at a time, in the order asyncore's `poll` would:
+//!
+//! 1. It asks [`readable`](Dispatcher::readable) and [`writable`](Dispatcher::writable) what the
+//!    channel waits for (a listener never waits for writability; a connecting channel always
+//!    does).
+//! 2. It waits for that readiness, and nothing else.
+//! 3. It turns readiness into events: a read event is `handle_accept` on a listener, or
+//!    `handle_connect` (if a connect is pending) followed by `handle_read`; a write event is
+//!    `handle_connect` (if pending) followed by `handle_write`; urgent data is `handle_expt`.
+//! 4. An event the callback caused (end of file, a disconnect seen by `send`/`recv`) becomes
+//!    `handle_close` right after that callback. An error returned by a callback, or a panic,
+//!    becomes `handle_error`; a disconnect error becomes `handle_close`; `WouldBlock` means
+//!    "nothing to do" and is dropped; [`ExitNow`](crate::ExitNow) stops the loop.
+//! 5. Back to 1: interest is asked again after every round of callbacks and after anything
+//!    delivered to the channel from outside (a [`Map::with`](crate::Map::with) or a handle call).
+
+use std::any::Any;
+use std::io;
+
+use crate::address::Address;
+use crate::channel::Channel;
+
+/// The callbacks of a channel. See the [module docs](self) for when each runs.
+///
+/// Every callback gets `&mut self` (your state) and `&mut Channel` (the socket and its flags).
+/// Returning `Err` routes the error as asyncore's `readwrite` does; callbacks never need to catch
+/// errors themselves.
+///
+/// # Differences from asyncore
+///
+/// - `readable`/`writable` take the channel, since state such as `connected` lives there.
+/// - The default `writable` is `true`, as in asyncore, and a channel with nothing to write then
+///   busy-loops, as in asyncore. The reactor notices (a rate-limited `WARN` log naming the
+///   channel) and keeps the rest of the thread running (Tokio's cooperative budget), but the
+///   fix is yours: return `true` only while output is pending.
+/// - The default `handle_error` logs through `tracing` (target `asyncore`, level `ERROR`) rather
+///   than printing to stdout. The "unhandled … event" messages asyncore hides by default
+///   (`ignore_log_types`) are `DEBUG` events.
+///
+/// # Example
+///
+/// The seed's echo handler: read what arrives, write it back.
+///
+/// ```
+/// use std::io;
+/// use asyncore::{Channel, Dispatcher};
+/// use bytes::{Buf, BytesMut};
+///
+/// struct EchoHandler { buffer: BytesMut }
+///
+/// impl Dispatcher for EchoHandler {
+///     fn writable(&self, _: &Channel) -> bool {
+///         !self.buffer.is_empty()
+///     }
+///     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         let data = channel.recv(8192)?;
+///         self.buffer.extend_from_slice(&data);
+///         Ok(())
+///     }
+///     fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         let sent = channel.send(&self.buffer)?;
+///         self.buffer.advance(sent);
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Dispatcher: Any {
+    /// Whether the channel waits for read events. Default: `true`.
+    fn readable(&self, channel: &Channel) -> bool {
+        let _ = channel;
+        true
+    }
+
+    /// Whether the channel waits for write events. Default: `true` (see the trait docs).
+    fn writable(&self, channel: &Channel) -> bool {
+        let _ = channel;
+        true
+    }
+
+    /// Data (or end of file) can be read. Default: logs "unhandled read event".
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled read event");
+        Ok(())
+    }
+
+    /// Data can be written. Default: logs "unhandled write event".
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled write event");
+        Ok(())
+    }
+
+    /// Urgent (out-of-band) data arrived. Default: logs "unhandled incoming priority event".
+    fn handle_expt(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled incoming priority event");
+        Ok(())
+    }
+
+    /// The connect started by [`Channel::connect`] completed. `channel.connected()` is already
+    /// true. Default: logs "unhandled connect event".
+    fn handle_connect(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled connect event");
+        Ok(())
+    }
+
+    /// A listening channel is readable. Default: [`Channel::accept`], then
+    /// [`handle_accepted`](Dispatcher::handle_accepted) if a connection was there.
+    fn handle_accept(&mut self, channel: &mut Channel) -> io::Result<()> {
+        if let Some((connection, address)) = channel.accept()? {
+            self.handle_accepted(channel, connection, address)?;
+        }
+        Ok(())
+    }
+
+    /// A connection was accepted. Typically: `channel.map()` `.add(connection, Handler)`.
+    /// Default: closes the connection and logs "unhandled accepted event".
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        mut connection: Channel,
+        address: Address,
+    ) -> io::Result<()> {
+        connection.close();
+        tracing::debug!(channel = %channel.id(), peer = %address, "unhandled accepted event");
+        Ok(())
+    }
+
+    /// The peer closed the connection, or a disconnect error occurred. Runs at most once per
+    /// channel. Default: logs "unhandled close event", then [`Channel::close`].
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled close event");
+        channel.close();
+        Ok(())
+    }
+
+    /// A callback returned `error` (or panicked; the error then says so). Default: logs the
+    /// error at `ERROR` with the channel's identity, then calls
+    /// [`handle_close`](Dispatcher::handle_close).
+    fn handle_error(&mut self, channel: &mut Channel, error: io::Error) {
+        tracing::error!(
+            channel = %channel.id(),
+            dispatcher = std::any::type_name_of_val(self),
+            state = %channel,
+            error = %error,
+            "uncaptured error, closing channel"
+        );
+        if let Err(e) = self.handle_close(channel) {
+            tracing::error!(channel = %channel.id(), error = %e, "handle_close failed; closing");
+        }
+        channel.close();
+    }
+}
+
+fn unhandled(channel: &Channel, what: &str) {
+    tracing::debug!(channel = %channel.id(), "{what}");
+}

@@ -1,0 +1,414 @@
+//! The reactor for one channel: how readiness becomes callbacks.
+//!
+//! Each channel in a map is an [`Entry`]: its [`Channel`], its boxed [`Dispatcher`], and a little
+//! bookkeeping. Its Tokio task, [`drive`], repeats one step:
+//!
+//! 1. ask the dispatcher what it waits for ([`Entry::interest`]);
+//! 2. wait for exactly that readiness, or for a poke (something from outside changed the
+//!    channel, so interest must be asked again), and nothing at all while the map is paused;
+//! 3. dispatch: read event, then write event, then urgent event, each only if still open.
+//!
+//! Lock-step passes ([`Map::poll`](crate::Map::poll)) use the same [`Entry`] methods, driven by
+//! the pass instead of the task; the task stays parked meanwhile.
+//!
+//! Error routing, for every callback, follows asyncore's `readwrite`: `WouldBlock` is dropped,
+//! [`ExitNow`] stops the map, a disconnect becomes `handle_close`, anything else (a panic too)
+//! becomes `handle_error`. `handle_close` runs at most once per channel, and no callback runs on
+//! a closed channel.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::channel::Channel;
+use crate::dispatcher::Dispatcher;
+use crate::error::{is_disconnect, panic_error, would_block, ExitNow};
+use crate::event::{ChannelId, Event, Interest, Ready};
+use crate::map::MapInner;
+
+/// Consecutive read or write callbacks that leave the socket untouched before the reactor calls
+/// the channel busy-looping.
+const SPIN_THRESHOLD: u32 = 1024;
+/// At most one busy-loop warning per channel per this interval.
+const SPIN_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where the callbacks of one dispatch are written down (a lock-step pass keeps them).
+pub(crate) type Record<'a> = Option<&'a mut Vec<(ChannelId, Event)>>;
+
+pub(crate) struct Entry {
+    pub(crate) id: ChannelId,
+    pub(crate) channel: RefCell<Channel>,
+    pub(crate) dispatcher: RefCell<Box<dyn Dispatcher>>,
+    pub(crate) type_name: &'static str,
+    map: Weak<MapInner>,
+    waker: Cell<Option<Waker>>,
+    poked: Cell<bool>,
+    close_notified: Cell<bool>,
+    close_requested: Cell<bool>,
+    spins: Cell<u32>,
+    last_spin_warning: Cell<Option<Instant>>,
+}
+
+/// The phases of a lock-step pass, in asyncore's order.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    Read,
+    Write,
+    Expt,
+}
+
+impl Entry {
+    pub(crate) fn new(
+        channel: Channel,
+        dispatcher: Box<dyn Dispatcher>,
+        type_name: &'static str,
+        map: Weak<MapInner>,
+    ) -> Entry {
+        Entry {
+            id: channel.id(),
+            channel: RefCell::new(channel),
+            dispatcher: RefCell::new(dispatcher),
+            type_name,
+            map,
+            waker: Cell::new(None),
+            poked: Cell::new(false),
+            close_notified: Cell::new(false),
+            close_requested: Cell::new(false),
+            spins: Cell::new(0),
+            last_spin_warning: Cell::new(None),
+        }
+    }
+
+    /// Asks the dispatcher what the channel waits for. A panic in `readable`/`writable` goes to
+    /// `handle_error` and yields no interest.
+    pub(crate) fn interest(&self) -> Interest {
+        let asked = {
+            let channel = self.channel.borrow();
+            if channel.is_closed() {
+                return Interest::NONE;
+            }
+            let dispatcher = self.dispatcher.borrow();
+            catch_unwind(AssertUnwindSafe(|| {
+                let mut want = Interest::NONE;
+                if dispatcher.readable(&channel) && !channel.eof {
+                    want = want | Interest::READ;
+                }
+                if channel.connecting() || (!channel.accepting() && dispatcher.writable(&channel)) {
+                    want = want | Interest::WRITE;
+                }
+                want
+            }))
+        };
+        asked.unwrap_or_else(|payload| {
+            self.fail(panic_error(payload, "readable/writable"), &mut None);
+            Interest::NONE
+        })
+    }
+
+    /// Polls the socket for `want`; `Pending` leaves the caller registered for a wake-up.
+    pub(crate) fn poll_io(&self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        self.channel.borrow_mut().io.poll_ready(cx, want)
+    }
+
+    /// The channel task's wait: `Some(readiness)`, or `None` when poked.
+    fn poll_wake(&self, cx: &mut Context<'_>, want: Interest, paused: bool) -> Poll<Option<Ready>> {
+        if self.poked.take() {
+            return Poll::Ready(None);
+        }
+        if !paused && !want.is_empty() {
+            if let Poll::Ready(ready) = self.poll_io(cx, want) {
+                return Poll::Ready(Some(ready));
+            }
+        }
+        let waker = self.waker.take();
+        self.waker.set(match waker {
+            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            _ => Some(cx.waker().clone()),
+        });
+        Poll::Pending
+    }
+
+    /// Wakes the channel's task so that it asks for interest again (or exits, once closed).
+    pub(crate) fn poke(&self) {
+        self.poked.set(true);
+        let waker = self.waker.take();
+        if let Some(w) = &waker {
+            w.wake_by_ref();
+        }
+        self.waker.set(waker);
+    }
+
+    fn done(&self) -> bool {
+        self.channel.borrow().is_closed()
+    }
+
+    fn stopping(&self) -> bool {
+        self.map.upgrade().is_none_or(|map| map.exiting())
+    }
+
+    /// Free-running dispatch of one wake-up: read, then write, then urgent events.
+    fn dispatch(&self, ready: Ready, want: Interest) {
+        for phase in [Phase::Read, Phase::Write, Phase::Expt] {
+            self.phase_event(phase, ready, want, &mut None);
+        }
+    }
+
+    /// Runs the event of `phase`, if `ready` has it and the channel wanted it.
+    pub(crate) fn phase_event(
+        &self,
+        phase: Phase,
+        ready: Ready,
+        want: Interest,
+        record: &mut Record<'_>,
+    ) {
+        let fires = match phase {
+            Phase::Read => ready.is_read() && want.is_read(),
+            Phase::Write => ready.is_write() && want.is_write(),
+            Phase::Expt => ready.is_expt(),
+        };
+        if !fires || self.stopping() {
+            return;
+        }
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        let (ch, d) = (&mut *channel, &mut **dispatcher);
+        if ch.is_closed() {
+            return;
+        }
+        match phase {
+            Phase::Read if ch.accepting() => {
+                self.call(d, ch, Event::Accept, record, |d, ch| d.handle_accept(ch));
+            }
+            Phase::Read => {
+                if ch.connecting() && !self.connect_event(d, ch, record) {
+                    return;
+                }
+                self.call(d, ch, Event::Read, record, |d, ch| d.handle_read(ch));
+            }
+            Phase::Write if ch.accepting() => {}
+            Phase::Write => {
+                if ch.connecting() && !self.connect_event(d, ch, record) {
+                    return;
+                }
+                self.call(d, ch, Event::Write, record, |d, ch| d.handle_write(ch));
+            }
+            Phase::Expt => {
+                self.call(d, ch, Event::Expt, record, |d, ch| d.handle_expt(ch));
+            }
+        }
+    }
+
+    /// Completes a pending connect; true when the channel is connected and still open.
+    fn connect_event(
+        &self,
+        d: &mut dyn Dispatcher,
+        ch: &mut Channel,
+        record: &mut Record<'_>,
+    ) -> bool {
+        match ch.finish_connect() {
+            Ok(true) => self.call(d, ch, Event::Connect, record, |d, ch| d.handle_connect(ch)),
+            Ok(false) => false,
+            Err(e) => {
+                self.route(d, ch, e, record);
+                false
+            }
+        }
+    }
+
+    /// Runs one callback with asyncore's error routing; true if the channel is still open.
+    fn call(
+        &self,
+        d: &mut dyn Dispatcher,
+        ch: &mut Channel,
+        event: Event,
+        record: &mut Record<'_>,
+        callback: impl FnOnce(&mut dyn Dispatcher, &mut Channel) -> io::Result<()>,
+    ) -> bool {
+        tracing::trace!(channel = %self.id, callback = event.callback());
+        if let Some(events) = record {
+            events.push((self.id, event));
+        }
+        ch.progress = false;
+        let result = catch_unwind(AssertUnwindSafe(|| callback(d, ch)))
+            .unwrap_or_else(|payload| Err(panic_error(payload, event.callback())));
+        if let Err(error) = result {
+            self.route(d, ch, error, record);
+        }
+        if matches!(event, Event::Read | Event::Write) {
+            self.count_spin(ch, event);
+        }
+        self.settle(d, ch, record);
+        !ch.is_closed()
+    }
+
+    /// asyncore's `readwrite` error routing.
+    fn route(
+        &self,
+        d: &mut dyn Dispatcher,
+        ch: &mut Channel,
+        error: io::Error,
+        record: &mut Record<'_>,
+    ) {
+        if would_block(&error) {
+            return;
+        }
+        if ExitNow::is(&error) {
+            if let Some(map) = self.map.upgrade() {
+                map.exit(error);
+            }
+        } else if is_disconnect(&error) {
+            ch.close_pending = true;
+        } else {
+            self.error_event(d, ch, error, record);
+        }
+    }
+
+    /// What a callback left behind: a close it caused, a close asked for while it ran.
+    fn settle(&self, d: &mut dyn Dispatcher, ch: &mut Channel, record: &mut Record<'_>) {
+        if ch.close_pending {
+            ch.close_pending = false;
+            if !ch.is_closed() && !self.close_notified.replace(true) {
+                self.call(d, ch, Event::Close, record, |d, ch| d.handle_close(ch));
+            }
+        }
+        if self.close_requested.take() {
+            ch.close();
+        }
+    }
+
+    fn error_event(
+        &self,
+        d: &mut dyn Dispatcher,
+        ch: &mut Channel,
+        error: io::Error,
+        record: &mut Record<'_>,
+    ) {
+        tracing::trace!(channel = %self.id, callback = "handle_error", %error);
+        if let Some(events) = record {
+            events.push((self.id, Event::Error));
+        }
+        if catch_unwind(AssertUnwindSafe(|| d.handle_error(ch, error))).is_err() {
+            tracing::error!(channel = %self.id, dispatcher = self.type_name, "handle_error panicked; closing channel");
+            ch.close();
+        }
+    }
+
+    /// Routes an error that arose outside a callback (a panic in `readable`, a closure).
+    pub(crate) fn fail(&self, error: io::Error, record: &mut Record<'_>) {
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        self.route(&mut **dispatcher, &mut channel, error, record);
+        self.settle(&mut **dispatcher, &mut channel, record);
+    }
+
+    fn count_spin(&self, ch: &Channel, event: Event) {
+        if ch.progress {
+            self.spins.set(0);
+            return;
+        }
+        let spins = self.spins.get().wrapping_add(1);
+        self.spins.set(spins);
+        if spins % SPIN_THRESHOLD != 0 {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .last_spin_warning
+            .get()
+            .is_some_and(|last| now.duration_since(last) < SPIN_WARNING_INTERVAL)
+        {
+            return;
+        }
+        self.last_spin_warning.set(Some(now));
+        let predicate = if event == Event::Write {
+            "writable"
+        } else {
+            "readable"
+        };
+        tracing::warn!(
+            channel = %self.id,
+            dispatcher = self.type_name,
+            "busy loop: {} ran {spins} times in a row without touching the socket; \
+             return false from {predicate}() while there is nothing to do",
+            event.callback(),
+        );
+    }
+
+    /// Runs `f` against the dispatcher (as a `D`) and the channel, from outside the reactor's
+    /// own dispatch; then settles what `f` left behind and pokes the task to ask interest again.
+    pub(crate) fn with<D: Dispatcher, R>(
+        &self,
+        f: impl FnOnce(&mut D, &mut Channel) -> R,
+    ) -> io::Result<R> {
+        let busy = || {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("channel {} is busy: its own callback is running", self.id),
+            )
+        };
+        let mut channel = self.channel.try_borrow_mut().map_err(|_| busy())?;
+        let mut dispatcher = self.dispatcher.try_borrow_mut().map_err(|_| busy())?;
+        if channel.is_closed() {
+            return Err(crate::error::closed_channel(&format!(
+                "channel {}",
+                self.id
+            )));
+        }
+        let any: &mut dyn Any = &mut **dispatcher;
+        let Some(typed) = any.downcast_mut::<D>() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "channel {} is a {}, not a {}",
+                    self.id,
+                    self.type_name,
+                    std::any::type_name::<D>()
+                ),
+            ));
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| f(typed, &mut channel)));
+        let d = &mut **dispatcher;
+        let outcome = match result {
+            Ok(value) => Ok(value),
+            Err(payload) => {
+                let error = panic_error(payload, "a closure run on the channel");
+                let reply = io::Error::other(error.to_string());
+                self.route(d, &mut channel, error, &mut None);
+                Err(reply)
+            }
+        };
+        self.settle(d, &mut channel, &mut None);
+        drop((channel, dispatcher));
+        self.poke();
+        outcome
+    }
+
+    /// Closes the channel from outside its callbacks (`close_all`); if one of its callbacks is
+    /// running, the close happens as soon as it returns.
+    pub(crate) fn close(&self) {
+        match self.channel.try_borrow_mut() {
+            Ok(mut channel) => channel.close(),
+            Err(_) => self.close_requested.set(true),
+        }
+        self.poke();
+    }
+}
+
+/// The channel's task: wait for what the dispatcher wants, dispatch, repeat until closed.
+pub(crate) async fn drive(entry: Rc<Entry>) {
+    while !entry.done() {
+        let want = entry.interest();
+        let paused = || entry.map.upgrade().is_none_or(|map| map.paused());
+        let woke = std::future::poll_fn(|cx| entry.poll_wake(cx, want, paused())).await;
+        if let Some(ready) = woke {
+            entry.dispatch(ready, want);
+        }
+        // Readiness futures do not count against Tokio's cooperative budget; this does, so a
+        // channel that is always ready still lets the rest of the thread run.
+        tokio::task::coop::consume_budget().await;
+    }
+}

@@ -1,0 +1,203 @@
+//! Handles: how native async code on any thread reaches a map and its channels.
+//!
+//! A [`Map`] is `!Send` and lives on one thread. A [`MapHandle`] is `Send + Clone`: it sends a
+//! request to the map's thread, where the map runs it between callbacks (never during one), and
+//! the answer comes back through a oneshot channel. Requests are served while the map runs
+//! ([`Map::run`], or lock-step passes); a request sent while it does not waits until it does.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+//! use asyncore::Map;
+//!
+//! let map = Map::new();
+//! let handle = map.handle();
+//! // A native task (it could be on another thread) asks the map a question.
+//! let asker = tokio::spawn(async move { handle.query(|map| map.len()).await });
+//! // Serve requests until the task has its answer; an empty map's run would return at once.
+//! let len = tokio::task::LocalSet::new()
+//!     .run_until(async {
+//!         tokio::select! {
+//!             len = asker => len.unwrap(),
+//!             _ = map.run_until(std::future::pending()) => unreachable!(),
+//!         }
+//!     })
+//!     .await?;
+//! assert_eq!(len, 0);
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::channel::Channel;
+use crate::dispatcher::Dispatcher;
+use crate::event::ChannelId;
+use crate::map::Map;
+
+pub(crate) type Request = Box<dyn FnOnce(&Map) + Send>;
+
+/// The state a map shares with its handles.
+pub(crate) struct Shared {
+    requests: mpsc::UnboundedSender<Request>,
+    empty: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(requests: mpsc::UnboundedSender<Request>) -> Shared {
+        Shared {
+            requests,
+            empty: watch::Sender::new(true),
+        }
+    }
+
+    pub(crate) fn set_empty(&self, empty: bool) {
+        self.empty
+            .send_if_modified(|value| std::mem::replace(value, empty) != empty);
+    }
+}
+
+/// A `Send + Clone` handle to a [`Map`], for native tasks on any thread.
+#[derive(Clone)]
+pub struct MapHandle {
+    shared: Arc<Shared>,
+}
+
+impl MapHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> MapHandle {
+        MapHandle { shared }
+    }
+
+    /// Runs `f` with the map on the map's thread and returns its result: the general request
+    /// the other methods are built on.
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the map is gone.
+    pub async fn query<R, F>(&self, f: F) -> io::Result<R>
+    where
+        F: FnOnce(&Map) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let request: Request = Box::new(move |map: &Map| {
+            let _ = reply.send(f(map));
+        });
+        self.shared.requests.send(request).map_err(|_| map_gone())?;
+        answer.await.map_err(|_| map_gone())
+    }
+
+    /// Builds a channel and its dispatcher on the map's thread with `factory` (which is `Send`
+    /// even though what it builds is not) and adds them; returns the new channel's id.
+    ///
+    /// # Errors
+    /// The factory's error, or `BrokenPipe` if the map is gone.
+    pub async fn add<D, F>(&self, factory: F) -> io::Result<ChannelId>
+    where
+        D: Dispatcher,
+        F: FnOnce() -> io::Result<(Channel, D)> + Send + 'static,
+    {
+        self.query(move |map| {
+            let (channel, dispatcher) = factory()?;
+            map.add(channel, dispatcher)
+        })
+        .await?
+    }
+
+    /// Runs `f` against channel `id`'s dispatcher (which must be a `D`) and channel on the
+    /// map's thread, and returns its result; the channel's interest is asked again afterwards.
+    ///
+    /// # Errors
+    /// As [`Map::with`], and `BrokenPipe` if the map is gone.
+    pub async fn call<D, R, F>(&self, id: ChannelId, f: F) -> io::Result<R>
+    where
+        D: Dispatcher,
+        F: FnOnce(&mut D, &mut Channel) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.query(move |map| map.with(id, f)).await?
+    }
+
+    /// Closes every channel of the map ([`Map::close_all`]).
+    pub async fn close_all(&self) -> io::Result<()> {
+        self.query(|map| map.close_all()).await
+    }
+
+    /// Waits until the map is empty (or gone).
+    pub async fn wait_empty(&self) {
+        let mut empty = self.shared.empty.subscribe();
+        let _ = empty.wait_for(|empty| *empty).await;
+    }
+
+    /// Whether the map is empty right now.
+    pub fn is_empty(&self) -> bool {
+        *self.shared.empty.borrow()
+    }
+
+    /// A handle to one channel of the map.
+    pub fn channel(&self, id: ChannelId) -> ChannelHandle {
+        ChannelHandle {
+            id,
+            map: self.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for MapHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapHandle")
+            .field("empty", &self.is_empty())
+            .finish()
+    }
+}
+
+/// A `Send + Clone` handle to one channel of a map.
+#[derive(Clone, Debug)]
+pub struct ChannelHandle {
+    id: ChannelId,
+    map: MapHandle,
+}
+
+impl ChannelHandle {
+    /// The channel's id.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// Runs `f` against the channel's dispatcher and channel on the map's thread; see
+    /// [`MapHandle::call`].
+    pub async fn call<D, R, F>(&self, f: F) -> io::Result<R>
+    where
+        D: Dispatcher,
+        F: FnOnce(&mut D, &mut Channel) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.map.call(self.id, f).await
+    }
+
+    /// Closes the channel (no `handle_close`, as [`Channel::close`]).
+    ///
+    /// # Errors
+    /// `NotFound` if the channel is no longer in the map; `BrokenPipe` if the map is gone.
+    pub async fn close(&self) -> io::Result<()> {
+        let id = self.id;
+        self.map
+            .query(move |map| {
+                if map.contains(id) {
+                    map.close_channel(id);
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no channel {id} in the map"),
+                    ))
+                }
+            })
+            .await?
+    }
+}
+
+fn map_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the map is gone")
+}

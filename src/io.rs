@@ -1,0 +1,263 @@
+//! The socket under a channel, and how its readiness is awaited.
+//!
+//! A channel's socket goes through states that asyncore keeps in flags: created (and perhaps
+//! bound), then either listening or connecting/connected, then closed. Each state is a variant of
+//! [`Io`], holding the Tokio type that fits it:
+//!
+//! - **Fresh**: a `socket2::Socket` from `create_socket`, not yet known to Tokio. It reports no
+//!   readiness: asyncore's `select` would, but nothing useful can be done with it until
+//!   `listen` or `connect`.
+//! - **Stream**: a `tokio::net::TcpStream` or `UnixStream`, connected or connecting. Readiness is
+//!   Tokio's cached readiness (`poll_read_ready`/`poll_write_ready`): it stays set until an
+//!   operation returns `WouldBlock`, which is what makes dispatch level-triggered as in asyncore.
+//! - **Listener**: a `tokio::net::TcpListener` or `UnixListener`. Tokio offers no readiness for
+//!   listeners, only `poll_accept`, so the listener accepts when polled and keeps the connection
+//!   in a one-slot stash: "readable" means "the stash is full", and `accept()` empties it (or
+//!   returns `None`, asyncore's spurious wake-up). Resource exhaustion (`EMFILE`, `ENFILE`,
+//!   `ENOBUFS`, `ENOMEM`) is logged and retried after a pause instead of spinning or closing
+//!   the listener (asyncore's defect S10).
+//!
+//! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
+//! budget, so a channel that is always ready still yields to other tasks.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BufMut;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::time::Sleep;
+
+use crate::address::Address;
+use crate::event::{Interest, Ready};
+
+/// How long a listener pauses after running out of file descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) enum Io {
+    Fresh(socket2::Socket),
+    Stream(Stream),
+    Listener(Listener),
+    Closed,
+}
+
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+pub(crate) struct Listener {
+    socket: ListenerSocket,
+    stash: Option<io::Result<(Stream, Address)>>,
+    backoff: Option<Pin<Box<Sleep>>>,
+}
+
+enum ListenerSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Io {
+    /// Polls for the readiness `want` asks for; `Pending` registers the task for a wake-up.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        let ready = match self {
+            Io::Stream(stream) => stream.poll_ready(cx, want),
+            Io::Listener(listener) if want.is_read() => listener.poll_ready(cx),
+            _ => Ready::NONE,
+        };
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(ready)
+        }
+    }
+
+    pub(crate) fn fd(&self) -> Option<RawFd> {
+        match self {
+            Io::Fresh(socket) => Some(socket.as_raw_fd()),
+            Io::Stream(Stream::Tcp(s)) => Some(s.as_raw_fd()),
+            Io::Stream(Stream::Unix(s)) => Some(s.as_raw_fd()),
+            Io::Listener(l) => Some(match &l.socket {
+                ListenerSocket::Tcp(s) => s.as_raw_fd(),
+                ListenerSocket::Unix(s) => s.as_raw_fd(),
+            }),
+            Io::Closed => None,
+        }
+    }
+
+    /// A borrowed `socket2` view of the socket, for options and calls Tokio does not wrap.
+    pub(crate) fn sock_ref(&self) -> Option<socket2::SockRef<'_>> {
+        Some(match self {
+            Io::Fresh(socket) => socket2::SockRef::from(socket),
+            Io::Stream(Stream::Tcp(s)) => socket2::SockRef::from(s),
+            Io::Stream(Stream::Unix(s)) => socket2::SockRef::from(s),
+            Io::Listener(l) => match &l.socket {
+                ListenerSocket::Tcp(s) => socket2::SockRef::from(s),
+                ListenerSocket::Unix(s) => socket2::SockRef::from(s),
+            },
+            Io::Closed => return None,
+        })
+    }
+}
+
+impl Stream {
+    fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
+        // An `Err` here means the runtime is shutting down; report readiness so that the next
+        // operation surfaces the error to the dispatcher instead of the channel hanging.
+        let mut ready = Ready::NONE;
+        if want.is_read() {
+            let polled = match self {
+                Stream::Tcp(s) => s.poll_read_ready(cx),
+                Stream::Unix(s) => s.poll_read_ready(cx),
+            };
+            if polled.is_ready() {
+                ready = ready | Ready::READ;
+            }
+        }
+        if want.is_write() {
+            let polled = match self {
+                Stream::Tcp(s) => s.poll_write_ready(cx),
+                Stream::Unix(s) => s.poll_write_ready(cx),
+            };
+            if polled.is_ready() {
+                ready = ready | Ready::WRITE;
+            }
+        }
+        ready
+    }
+
+    pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read(buf),
+            Stream::Unix(s) => s.try_read(buf),
+        }
+    }
+
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        }
+    }
+
+    pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write_vectored(bufs),
+            Stream::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Stream::Tcp(s) => s.take_error(),
+            Stream::Unix(s) => s.take_error(),
+        }
+    }
+
+    pub(crate) fn peer_address(&self) -> io::Result<Address> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
+            Stream::Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
+        }
+    }
+}
+
+impl Listener {
+    pub(crate) fn tcp(listener: TcpListener) -> Listener {
+        Listener::new(ListenerSocket::Tcp(listener))
+    }
+
+    pub(crate) fn unix(listener: UnixListener) -> Listener {
+        Listener::new(ListenerSocket::Unix(listener))
+    }
+
+    fn new(socket: ListenerSocket) -> Listener {
+        Listener {
+            socket,
+            stash: None,
+            backoff: None,
+        }
+    }
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Ready {
+        if self.stash.is_some() {
+            return Ready::READ;
+        }
+        if let Some(backoff) = &mut self.backoff {
+            if backoff.as_mut().poll(cx).is_pending() {
+                return Ready::NONE;
+            }
+            self.backoff = None;
+        }
+        loop {
+            match self.poll_accept(cx) {
+                Poll::Pending => return Ready::NONE,
+                Poll::Ready(Ok(accepted)) => {
+                    self.stash = Some(Ok(accepted));
+                    return Ready::READ;
+                }
+                // The peer gave up before we accepted: nothing to report (asyncore's accept()
+                // returns None for ECONNABORTED), look for the next one.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Poll::Ready(Err(e)) if is_resource_exhaustion(&e) => {
+                    tracing::error!(error = %e, "accept failed; pausing the listener for {:?}", ACCEPT_BACKOFF);
+                    let mut sleep = Box::pin(tokio::time::sleep(ACCEPT_BACKOFF));
+                    // Registers the wake-up; a fresh sleep is never already elapsed.
+                    let _ = sleep.as_mut().poll(cx);
+                    self.backoff = Some(sleep);
+                    return Ready::NONE;
+                }
+                Poll::Ready(Err(e)) => {
+                    self.stash = Some(Err(e));
+                    return Ready::READ;
+                }
+            }
+        }
+    }
+
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, Address)>> {
+        match &self.socket {
+            ListenerSocket::Tcp(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, a): (TcpStream, SocketAddr)| (Stream::Tcp(s), Address::Inet(a))),
+            ListenerSocket::Unix(l) => l
+                .poll_accept(cx)
+                .map_ok(|(s, a)| (Stream::Unix(s), Address::from_unix(&a.into()))),
+        }
+    }
+
+    /// Takes the stashed connection, or accepts one now if the backlog has one; `Ok(None)` when
+    /// there is none.
+    pub(crate) fn accept(&mut self) -> io::Result<Option<(Stream, Address)>> {
+        if let Some(stashed) = self.stash.take() {
+            return stashed.map(Some);
+        }
+        // A no-op waker: the channel's task polls the listener again, with its own waker,
+        // before it sleeps, so no wake-up is lost.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_accept(&mut cx) {
+            Poll::Ready(Ok(accepted)) => Ok(Some(accepted)),
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => Ok(None),
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(None),
+        }
+    }
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,431 @@
+//! [`Map`]: asyncore's `socket_map`, the set of channels one reactor serves, and the loop that
+//! runs them.
+//!
+//! # What runs where
+//!
+//! A map lives on one thread. Each channel added to it becomes a Tokio task on the map's own
+//! [`LocalSet`], so all callbacks of a map run on that thread, one at a time (asyncore's
+//! single-threaded guarantee), and dispatchers can share state through `Rc<RefCell<_>>` the way
+//! Python objects share it. The tasks make progress while the map is being run, by
+//! [`Map::run`] (free-running, until the map is empty) or [`Map::run_count`] / [`Map::poll`]
+//! (lock-step passes). Between runs they are frozen, like an asyncore program between calls to
+//! `loop()`.
+//!
+//! A map is `!Send`: run it on the thread that made it, inside any Tokio runtime with I/O and
+//! time enabled (`#[tokio::main]`, a current-thread runtime, a `LocalSet`, `block_on` on a
+//! multi-thread runtime). Native tasks on other threads reach it through a [`MapHandle`].
+//!
+//! To use more than one core, run several maps on several threads (each with its own
+//! listener using `SO_REUSEPORT`, or handing accepted connections over through a
+//! [`MapHandle`]); a map never takes locks on its hot path.
+//!
+//! # The default map
+//!
+//! Code that never names a map uses the thread's default map ([`socket_map`]), as asyncore's
+//! functions default to the module-global `socket_map`. There is one per thread, because a map
+//! lives on one thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::LocalSet;
+use tracing::Instrument;
+
+use crate::channel::Channel;
+use crate::dispatcher::Dispatcher;
+use crate::driver::{drive, Entry};
+use crate::error::closed_channel;
+use crate::event::ChannelId;
+use crate::handle::{MapHandle, Request, Shared};
+use crate::pass::Pass;
+
+/// A set of channels served by one reactor: asyncore's `map` plus its `loop`.
+///
+/// `Map` is a cheap, clonable reference (`Rc`); clones refer to the same map.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use asyncore::Map;
+///
+/// let map = Map::new();
+/// assert!(map.is_empty());
+/// map.run().await?; // an empty map returns at once, as asyncore.loop() does
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Map {
+    inner: Rc<MapInner>,
+}
+
+pub(crate) struct MapInner {
+    entries: RefCell<BTreeMap<ChannelId, Rc<Entry>>>,
+    local: LocalSet,
+    /// Channel tasks wait instead of dispatching: during lock-step passes, and after `ExitNow`
+    /// until the next run.
+    paused: Cell<bool>,
+    running: Cell<bool>,
+    run_waker: RefCell<Option<Waker>>,
+    exit: RefCell<Option<io::Error>>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+thread_local! {
+    static DEFAULT: Map = Map::new();
+}
+
+/// The calling thread's default map (asyncore's module-global `socket_map`).
+pub fn socket_map() -> Map {
+    DEFAULT.with(Map::clone)
+}
+
+impl Map {
+    /// Creates an empty map.
+    pub fn new() -> Map {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let inner = Rc::new(MapInner {
+            entries: RefCell::new(BTreeMap::new()),
+            local: LocalSet::new(),
+            paused: Cell::new(false),
+            running: Cell::new(false),
+            run_waker: RefCell::new(None),
+            exit: RefCell::new(None),
+            shared: Arc::new(Shared::new(sender)),
+        });
+        inner
+            .local
+            .spawn_local(serve_requests(Rc::downgrade(&inner), receiver));
+        Map { inner }
+    }
+
+    pub(crate) fn from_inner(inner: Rc<MapInner>) -> Map {
+        Map { inner }
+    }
+
+    /// Adds `channel` to the map with `dispatcher` as its callbacks, and starts its task; the
+    /// task runs while the map runs. Returns the channel's id.
+    ///
+    /// Callable from anywhere on the map's thread, callbacks included; a channel added during a
+    /// lock-step pass joins at the next pass.
+    ///
+    /// # Errors
+    /// `NotConnected` if the channel was already closed.
+    pub fn add<D: Dispatcher>(&self, mut channel: Channel, dispatcher: D) -> io::Result<ChannelId> {
+        if channel.is_closed() {
+            return Err(closed_channel("add"));
+        }
+        channel.map = Rc::downgrade(&self.inner);
+        let id = channel.id();
+        let type_name = std::any::type_name::<D>();
+        let span = tracing::debug_span!(
+            "channel",
+            id = %id,
+            fd = channel.fileno(),
+            dispatcher = type_name,
+            peer = channel.addr().map(tracing::field::display),
+        );
+        let entry = Rc::new(Entry::new(
+            channel,
+            Box::new(dispatcher),
+            type_name,
+            Rc::downgrade(&self.inner),
+        ));
+        let was_empty = {
+            let mut entries = self.inner.entries.borrow_mut();
+            let was_empty = entries.is_empty();
+            entries.insert(id, Rc::clone(&entry));
+            was_empty
+        };
+        if was_empty {
+            self.inner.shared.set_empty(false);
+        }
+        self.inner.local.spawn_local(drive(entry).instrument(span));
+        Ok(id)
+    }
+
+    /// How many channels are in the map.
+    pub fn len(&self) -> usize {
+        self.inner.entries.borrow().len()
+    }
+
+    /// Whether the map has no channels (then [`run`](Map::run) returns at once).
+    pub fn is_empty(&self) -> bool {
+        self.inner.entries.borrow().is_empty()
+    }
+
+    /// Whether channel `id` is in the map.
+    pub fn contains(&self, id: ChannelId) -> bool {
+        self.inner.entries.borrow().contains_key(&id)
+    }
+
+    /// The ids of the map's channels, in ascending order (the order of a lock-step pass).
+    pub fn ids(&self) -> Vec<ChannelId> {
+        self.inner.entries.borrow().keys().copied().collect()
+    }
+
+    /// The file descriptor of channel `id`: asyncore's map key, for code that needs it.
+    pub fn fileno(&self, id: ChannelId) -> Option<RawFd> {
+        let entry = self.entry(id)?;
+        let fd = entry.channel.try_borrow().ok()?.fileno();
+        fd
+    }
+
+    /// The type name of channel `id`'s dispatcher.
+    pub fn dispatcher_type(&self, id: ChannelId) -> Option<&'static str> {
+        self.entry(id).map(|entry| entry.type_name)
+    }
+
+    /// Runs `f` against channel `id`'s dispatcher, which must be a `D`, and its channel, right
+    /// now on this thread: how one dispatcher reaches another (a chat server's broadcast). The
+    /// channel's interest is asked again afterwards.
+    ///
+    /// # Errors
+    /// `NotFound` if no such channel is in the map; `InvalidInput` if its dispatcher is not a
+    /// `D`; `WouldBlock` if it is the channel whose callback is running (use the `&mut self`
+    /// you already have); `Other` if `f` panicked (the channel's `handle_error` got the panic).
+    pub fn with<D: Dispatcher, R>(
+        &self,
+        id: ChannelId,
+        f: impl FnOnce(&mut D, &mut Channel) -> R,
+    ) -> io::Result<R> {
+        self.entry(id).ok_or_else(|| not_found(id))?.with(f)
+    }
+
+    /// Closes channel `id` as [`Channel::close`] does (no `handle_close`); false if it is not
+    /// in the map. If its callback is running, it closes as soon as that callback returns.
+    pub fn close_channel(&self, id: ChannelId) -> bool {
+        match self.entry(id) {
+            Some(entry) => {
+                entry.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every channel (asyncore's `close_all`): each leaves the map and its socket is
+    /// closed; `handle_close` is not called. A channel whose callback is running (the caller's
+    /// own) closes as soon as that callback returns.
+    pub fn close_all(&self) {
+        let entries = std::mem::take(&mut *self.inner.entries.borrow_mut());
+        for entry in entries.into_values() {
+            entry.close();
+        }
+        self.inner.emptied();
+    }
+
+    /// Runs the map until it is empty: asyncore's `loop()` without a count.
+    ///
+    /// Every channel runs freely on its own task: it waits for the readiness its dispatcher
+    /// asks for and runs callbacks as soon as that arrives, with no global pass. Returns
+    /// `Ok(())` at once for an empty map, and as soon as the last channel closes.
+    ///
+    /// # Errors
+    /// The [`ExitNow`](crate::ExitNow) a callback returned (the map keeps its channels; run it
+    /// again to go on), or `Other` if the map is already running (a callback cannot run its own
+    /// map).
+    ///
+    /// # Cancel safety
+    /// Dropping the future pauses the map; no event is lost, and the next run resumes it.
+    pub async fn run(&self) -> io::Result<()> {
+        let _running = self.inner.start()?;
+        self.inner.resume();
+        let inner = &self.inner;
+        inner
+            .local
+            .run_until(poll_fn(|cx| {
+                if let Some(error) = inner.exit.take() {
+                    return Poll::Ready(Err(error));
+                }
+                if inner.entries.borrow().is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                let mut slot = inner.run_waker.borrow_mut();
+                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *slot = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }))
+            .await
+    }
+
+    /// Runs the map until it is empty or `stop` completes, whichever is first; if `stop` won,
+    /// closes every channel. The shape of a server's main loop: `map.run_until(shutdown_signal())`.
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
+        tokio::select! {
+            result = self.run() => result,
+            () = stop => {
+                self.close_all();
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs at most `count` lock-step passes of at most `timeout` each: asyncore's
+    /// `loop(timeout, count=count)`. Returns early when the map empties; at once for an empty
+    /// map or `count == 0`. See [`poll`](Map::poll) for what one pass does.
+    ///
+    /// # Errors
+    /// As [`poll`](Map::poll).
+    pub async fn run_count(&self, timeout: Duration, count: usize) -> io::Result<()> {
+        for _ in 0..count {
+            if self.is_empty() {
+                break;
+            }
+            self.poll(timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one lock-step pass, asyncore's `poll(timeout)`, and reports what happened in it.
+    ///
+    /// 1. Every channel, in ascending id order, is asked for its interest.
+    /// 2. If none is interested, the pass sleeps `timeout`. Otherwise it waits up to `timeout`
+    ///    until at least one wanted readiness is there, and collects all that are.
+    /// 3. It dispatches all read events, then all write events, then all urgent events, each
+    ///    in ascending id order, one callback at a time. A channel closed earlier in the pass
+    ///    gets no more events; channels added during the pass join at the next one.
+    ///
+    /// Native tasks spawned on the map and requests from handles keep running during the pass;
+    /// channel tasks wait.
+    ///
+    /// # Errors
+    /// The [`ExitNow`](crate::ExitNow) a callback returned (the rest of the pass is skipped), or
+    /// `Other` if the map is already running.
+    pub async fn poll(&self, timeout: Duration) -> io::Result<Pass> {
+        let _running = self.inner.start()?;
+        self.inner.paused.set(true);
+        self.inner
+            .local
+            .run_until(crate::pass::run_pass(&self.inner, timeout))
+            .await
+    }
+
+    /// A `Send + Clone` handle to this map for native tasks on any thread.
+    pub fn handle(&self) -> MapHandle {
+        MapHandle::new(Arc::clone(&self.inner.shared))
+    }
+
+    fn entry(&self, id: ChannelId) -> Option<Rc<Entry>> {
+        self.inner.entries.borrow().get(&id).cloned()
+    }
+}
+
+impl Default for Map {
+    fn default() -> Self {
+        Map::new()
+    }
+}
+
+impl fmt::Debug for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("channels", &self.ids())
+            .finish()
+    }
+}
+
+impl MapInner {
+    pub(crate) fn snapshot(&self) -> Vec<Rc<Entry>> {
+        self.entries.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn take_exit(&self) -> Option<io::Error> {
+        self.exit.take()
+    }
+
+    pub(crate) fn paused(&self) -> bool {
+        self.paused.get()
+    }
+
+    pub(crate) fn exiting(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// A callback returned `ExitNow`: pause every channel and let the running loop return it.
+    pub(crate) fn exit(&self, error: io::Error) {
+        self.paused.set(true);
+        *self.exit.borrow_mut() = Some(error);
+        self.wake_runner();
+    }
+
+    /// Removes a closed channel (called by `Channel::close`).
+    pub(crate) fn remove(&self, id: ChannelId) {
+        let removed = self.entries.borrow_mut().remove(&id);
+        if let Some(entry) = removed {
+            entry.poke();
+            if self.entries.borrow().is_empty() {
+                self.emptied();
+            }
+        }
+    }
+
+    fn emptied(&self) {
+        self.shared.set_empty(true);
+        self.wake_runner();
+    }
+
+    fn wake_runner(&self) {
+        if let Some(waker) = self.run_waker.borrow().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    fn start(&self) -> io::Result<Running<'_>> {
+        if self.running.replace(true) {
+            return Err(io::Error::other(
+                "the map is already running (a callback cannot run its own map)",
+            ));
+        }
+        Ok(Running(self))
+    }
+
+    /// Lets channel tasks dispatch again after lock-step passes or `ExitNow`.
+    fn resume(&self) {
+        if self.paused.replace(false) {
+            for entry in self.snapshot() {
+                entry.poke();
+            }
+        }
+    }
+}
+
+impl Drop for MapInner {
+    fn drop(&mut self) {
+        self.shared.set_empty(true);
+    }
+}
+
+/// Marks the map as running for as long as a run or pass lasts.
+struct Running<'a>(&'a MapInner);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+    }
+}
+
+fn not_found(id: ChannelId) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no channel {id} in the map"),
+    )
+}
+
+/// The map's side of its handles: runs each request on the map's thread.
+async fn serve_requests(map: Weak<MapInner>, mut requests: mpsc::UnboundedReceiver<Request>) {
+    while let Some(request) = requests.recv().await {
+        match map.upgrade() {
+            Some(inner) => request(&Map::from_inner(inner)),
+            None => return,
+        }
+    }
+}
