@@ -37,8 +37,12 @@ pub struct Pass {
 
 pub(crate) async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     let mut pass = Pass::default();
+    let entries = map.snapshot();
+    if entries.is_empty() {
+        return Ok(pass);
+    }
     let mut waiting: Vec<(Rc<Entry>, Interest)> = Vec::new();
-    for entry in map.snapshot() {
+    for entry in entries {
         let want = entry.interest();
         if !want.is_empty() {
             pass.wanted.push((entry.id, want));
@@ -50,6 +54,9 @@ pub(crate) async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pa
         pass.slept = true;
         return Ok(pass);
     }
+    // asyncore's select sees the sockets' state at the moment of the call; Tokio's readiness is
+    // what its I/O driver last delivered. Yielding once lets the driver deliver what is pending.
+    tokio::task::yield_now().await;
     // Polled unconstrained: the cooperative budget would otherwise report channels past the
     // first 128 as not ready.
     let gather = tokio::task::coop::unconstrained(poll_fn(|cx| {

@@ -1,0 +1,188 @@
+//! Shared test helpers: runtimes, bounded waits, the three socket families, and dispatchers
+//! that record which callbacks ran (the trick of CPython's `BaseTestHandler`: a test sees every
+//! callback, expected or not).
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use asyncore::{Address, Channel, Dispatcher, Family};
+
+/// The bound on every wait in a test.
+pub const LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `future` on a current-thread runtime, failing the test if it takes longer than LIMIT.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bounded(future))
+}
+
+/// Runs `future` on the main thread of a multi-thread runtime (the map on `block_on`, native
+/// tasks on the workers), bounded as `block_on`.
+pub fn block_on_multi<F: Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bounded(future))
+}
+
+pub async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .expect("the test took longer than its bound")
+}
+
+/// The socket families every API test runs over (CPython runs its tests over the same three).
+pub const FAMILIES: [Family; 3] = [Family::Inet, Family::Inet6, Family::Unix];
+
+/// A fresh address to listen on: port 0 on loopback, or a new socket path.
+pub fn any_address(family: Family) -> Address {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    match family {
+        Family::Inet => Address::Inet("127.0.0.1:0".parse().unwrap()),
+        Family::Inet6 => Address::Inet("[::1]:0".parse().unwrap()),
+        Family::Unix => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path: PathBuf =
+                std::env::temp_dir().join(format!("asyncore-test-{}-{n}.sock", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            Address::Unix(path)
+        }
+    }
+}
+
+/// A listening channel on a fresh address, and the address clients connect to.
+pub fn listener(family: Family) -> io::Result<(Channel, Address)> {
+    let mut channel = Channel::create_socket(family)?;
+    if family != Family::Unix {
+        channel.set_reuse_addr()?;
+    }
+    channel.bind(any_address(family))?;
+    channel.listen(128)?;
+    let address = channel.local_addr()?;
+    Ok((channel, address))
+}
+
+/// A channel connecting to `address`.
+pub fn connector(address: &Address) -> io::Result<Channel> {
+    let mut channel = Channel::create_socket(Family::of(address))?;
+    channel.connect(address)?;
+    Ok(channel)
+}
+
+/// A shared, ordered list of what happened, written by the dispatchers under test.
+#[derive(Clone, Default)]
+pub struct Log(Rc<RefCell<Vec<String>>>);
+
+impl Log {
+    pub fn push(&self, entry: impl Into<String>) {
+        self.0.borrow_mut().push(entry.into());
+    }
+    pub fn entries(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+    pub fn count(&self, entry: &str) -> usize {
+        self.0.borrow().iter().filter(|e| *e == entry).count()
+    }
+    pub fn contains(&self, entry: &str) -> bool {
+        self.count(entry) > 0
+    }
+}
+
+/// A listener that adds every accepted connection with the dispatcher `make` builds.
+pub struct Server<F> {
+    pub make: F,
+    pub log: Log,
+}
+
+impl<D: Dispatcher, F: FnMut() -> D + 'static> Dispatcher for Server<F> {
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        connection: Channel,
+        _: Address,
+    ) -> io::Result<()> {
+        self.log.push("server: accepted");
+        channel.map().unwrap().add(connection, (self.make)())?;
+        Ok(())
+    }
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.log.push("server: close");
+        channel.close();
+        Ok(())
+    }
+}
+
+/// Records every callback as "NAME: callback" and does nothing else, except what the flags ask.
+pub struct Recorder {
+    pub name: &'static str,
+    pub log: Log,
+    pub readable: bool,
+    pub writable: bool,
+    /// Close the channel in the first read or write callback.
+    pub close_on_event: bool,
+}
+
+impl Recorder {
+    pub fn new(name: &'static str, log: &Log) -> Recorder {
+        Recorder {
+            name,
+            log: log.clone(),
+            readable: true,
+            writable: false,
+            close_on_event: false,
+        }
+    }
+    fn note(&self, what: &str) {
+        self.log.push(format!("{}: {what}", self.name));
+    }
+}
+
+impl Dispatcher for Recorder {
+    fn readable(&self, _: &Channel) -> bool {
+        self.readable
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        self.writable
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.note("read");
+        let data = channel.recv(65536)?;
+        self.note(&format!("data {}", data.len()));
+        if self.close_on_event {
+            channel.close();
+        }
+        Ok(())
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.note("write");
+        if self.close_on_event {
+            channel.close();
+        }
+        Ok(())
+    }
+    fn handle_connect(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.note(&format!("connect connected={}", channel.connected()));
+        Ok(())
+    }
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.note("close");
+        channel.close();
+        Ok(())
+    }
+    fn handle_error(&mut self, channel: &mut Channel, error: io::Error) {
+        self.note(&format!("error {:?}", error.kind()));
+        channel.close();
+    }
+}
