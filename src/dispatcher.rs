@@ -45,6 +45,7 @@ use crate::channel::Channel;
 /// The seed's echo handler: read what arrives, write it back.
 ///
 /// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 /// use std::io;
 /// use asyncore::{Channel, Dispatcher};
 /// use bytes::{Buf, BytesMut};
@@ -66,6 +67,23 @@ use crate::channel::Channel;
 ///         Ok(())
 ///     }
 /// }
+///
+/// // One end of a socket pair served by the handler, the other end a native Tokio stream.
+/// let (ours, mut theirs) = tokio::net::UnixStream::pair()?;
+/// let map = asyncore::Map::new();
+/// map.add(Channel::from_unix(ours), EchoHandler { buffer: BytesMut::new() })?;
+/// let peer = async move {
+///     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///     theirs.write_all(b"hello").await?;
+///     let mut echo = [0; 5];
+///     theirs.read_exact(&mut echo).await?;
+///     assert_eq!(&echo, b"hello");
+///     io::Result::Ok(())
+/// };
+/// let (served, checked) = tokio::join!(map.run_until(std::future::pending()), peer);
+/// # let _ = served;
+/// checked
+/// # }
 /// ```
 pub trait Dispatcher: Any {
     /// Whether the channel waits for read events. Default: `true`.

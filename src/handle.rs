@@ -13,16 +13,15 @@
 //! let handle = map.handle();
 //! // A native task (it could be on another thread) asks the map a question.
 //! let asker = tokio::spawn(async move { handle.query(|map| map.len()).await });
-//! // Serve requests until the task has its answer; an empty map's run would return at once.
-//! let len = tokio::task::LocalSet::new()
-//!     .run_until(async {
-//!         tokio::select! {
-//!             len = asker => len.unwrap(),
-//!             _ = map.run_until(std::future::pending()) => unreachable!(),
-//!         }
-//!     })
-//!     .await?;
-//! assert_eq!(len, 0);
+//! // Serve requests (even while the map is empty) until the task has its answer.
+//! let (done, finished) = tokio::sync::oneshot::channel();
+//! let answer = tokio::spawn(async move {
+//!     let len = asker.await.unwrap();
+//!     let _ = done.send(());
+//!     len
+//! });
+//! map.serve(async { let _ = finished.await; }).await?;
+//! assert_eq!(answer.await.unwrap()?, 0);
 //! # Ok(()) }
 //! ```
 

@@ -236,17 +236,56 @@ impl Map {
     /// # Cancel safety
     /// Dropping the future pauses the map; no event is lost, and the next run resumes it.
     pub async fn run(&self) -> io::Result<()> {
+        self.run_while(true, std::future::pending()).await.map(drop)
+    }
+
+    /// Runs the map until it is empty or `stop` completes, whichever is first; if `stop` won,
+    /// closes every channel. The shape of a server's main loop:
+    /// `map.run_until(shutdown_signal())`.
+    ///
+    /// # Errors
+    /// As [`run`](Map::run).
+    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
+        if self.run_while(true, stop).await? {
+            self.close_all();
+        }
+        Ok(())
+    }
+
+    /// Runs the map until `stop` completes, even while it is empty, then closes every channel:
+    /// for a map that is a service of a larger program, fed with channels through
+    /// [`MapHandle::add`](crate::MapHandle::add), rather than a program of its own.
+    ///
+    /// # Errors
+    /// As [`run`](Map::run).
+    pub async fn serve(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
+        let result = self.run_while(false, stop).await;
+        self.close_all();
+        result.map(drop)
+    }
+
+    /// The free-running loop: until `stop` (returns true), or the map empties (if
+    /// `until_empty`; returns false), or a callback's `ExitNow`.
+    async fn run_while(
+        &self,
+        until_empty: bool,
+        stop: impl Future<Output = ()>,
+    ) -> io::Result<bool> {
         let _running = self.inner.start()?;
         self.inner.resume();
         let inner = &self.inner;
+        let mut stop = std::pin::pin!(stop);
         inner
             .local
             .run_until(poll_fn(|cx| {
                 if let Some(error) = inner.exit.take() {
                     return Poll::Ready(Err(error));
                 }
-                if inner.entries.borrow().is_empty() {
-                    return Poll::Ready(Ok(()));
+                if until_empty && inner.entries.borrow().is_empty() {
+                    return Poll::Ready(Ok(false));
+                }
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ok(true));
                 }
                 let mut slot = inner.run_waker.borrow_mut();
                 if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -255,18 +294,6 @@ impl Map {
                 Poll::Pending
             }))
             .await
-    }
-
-    /// Runs the map until it is empty or `stop` completes, whichever is first; if `stop` won,
-    /// closes every channel. The shape of a server's main loop: `map.run_until(shutdown_signal())`.
-    pub async fn run_until(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
-        tokio::select! {
-            result = self.run() => result,
-            () = stop => {
-                self.close_all();
-                Ok(())
-            }
-        }
     }
 
     /// Runs at most `count` lock-step passes of at most `timeout` each: asyncore's
