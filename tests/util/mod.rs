@@ -12,6 +12,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod programs;
+
 use asyncore::{Address, Channel, Dispatcher, Family};
 
 /// The bound on every wait in a test.

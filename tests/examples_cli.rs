@@ -1,0 +1,340 @@
+//! The example programs against their command-line contract (shared/spec/examples.md), over
+//! real sockets, with Rust and Python peers.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use util::programs::{example, python3, run, Program};
+use util::LIMIT;
+
+fn echo_server(args: &[&str]) -> Program {
+    let mut command = Command::new(example("echo_server"));
+    command.args(args);
+    Program::start(command)
+}
+
+fn connect(address: std::net::SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    stream.set_write_timeout(Some(LIMIT)).unwrap();
+    stream
+}
+
+/// Every byte comes back in order; after the client's FIN the server flushes, then closes; on
+/// SIGTERM it exits 0 with nothing on stderr.
+#[test]
+fn echo_server_echoes_then_exits_on_signals() {
+    for signal in ["TERM", "INT"] {
+        let server = echo_server(&["127.0.0.1:0"]);
+        let mut stream = connect(server.address);
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            let data = data.clone();
+            std::thread::spawn(move || {
+                stream.write_all(&data).unwrap();
+                stream.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        let mut echoed = Vec::new();
+        stream.read_to_end(&mut echoed).unwrap(); // ends only when the server closes
+        writer.join().unwrap();
+        assert!(
+            echoed == data,
+            "echoed {} of {} bytes, or out of order",
+            echoed.len(),
+            data.len()
+        );
+        let (status, stderr) = server.stop(signal);
+        assert!(status.success(), "{signal}: {status:?} {stderr}");
+        assert_eq!(stderr, "");
+    }
+}
+
+/// IPv6 works as well as IPv4.
+#[test]
+fn echo_server_on_ipv6() {
+    let server = echo_server(&["[::1]:0"]);
+    assert!(server.address.is_ipv6());
+    let mut stream = connect(server.address);
+    stream.write_all(b"over six").unwrap();
+    let mut echo = [0u8; 8];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"over six");
+}
+
+/// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
+#[test]
+fn echo_server_errors_are_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+        (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
+    ] {
+        let mut command = Command::new(example("echo_server"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("echo_server: ") && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A storm of clients that connect and reset at once leaves the server serving (bpo-10340).
+#[test]
+fn echo_server_survives_resets() {
+    let server = echo_server(&["127.0.0.1:0"]);
+    for _ in 0..200 {
+        let stream = TcpStream::connect(server.address).unwrap();
+        asyncore::socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        let _ = (&stream).write(b"x");
+    }
+    let mut stream = connect(server.address);
+    stream.write_all(b"still here").unwrap();
+    let mut echo = [0u8; 10];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"still here");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+}
+
+/// Out of file descriptors (EMFILE on accept): the server logs, does not spin, and serves the
+/// waiting clients once descriptors are free again (asyncore would close the listener).
+#[test]
+fn echo_server_survives_emfile() {
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--nofile=24:24", "--"])
+        .arg(example("echo_server"))
+        .arg("127.0.0.1:0");
+    command.env("RUST_LOG", "asyncore=error");
+    let server = Program::start(command);
+    // Hold enough connections to exhaust the server's descriptors; the rest wait in the backlog.
+    let held: Vec<TcpStream> = (0..30).map(|_| connect(server.address)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_ticks(server.child.id());
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = cpu_ticks(server.child.id()) - before;
+    assert!(
+        spent < 25,
+        "the server spun while out of descriptors: {spent} ticks in 0.5 s"
+    );
+    drop(held);
+    let mut stream = connect(server.address);
+    stream.write_all(b"fds are back").unwrap();
+    let mut echo = [0u8; 12];
+    stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"fds are back");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success());
+    assert!(
+        stderr.contains("accept failed") && stderr.contains("Too many open files"),
+        "{stderr}"
+    );
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn echo_client_against_echo_server() {
+    let server = echo_server(&["127.0.0.1:0"]);
+    let mut command = Command::new(example("echo_client"));
+    let big = "z".repeat(100_000);
+    command
+        .arg(server.address.to_string())
+        .args(["hello", "world", "a b c", &big]);
+    let (status, stdout, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr, "");
+    let mut lines: Vec<String> = String::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    let mut expected = vec![
+        "hello -> hello".to_string(),
+        "world -> world".into(),
+        "a b c -> a b c".into(),
+        format!("{big} -> {big}"),
+    ];
+    expected.sort();
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn echo_client_errors_are_one_line() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    for args in [
+        vec![closed.as_str(), "hi"],
+        vec!["127.0.0.1:1"],
+        vec!["bogus", "hi"],
+    ] {
+        let mut command = Command::new(example("echo_client"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("echo_client: "), "{stderr}");
+    }
+}
+
+/// http_client sends exactly the seed's request and copies the response, byte for byte.
+#[test]
+fn http_client_fetches_raw_response() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut response =
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    response.extend((0..200_000u32).map(|i| (i * 7 % 256) as u8));
+    let reply = response.clone();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            request.push(byte[0]);
+        }
+        stream.write_all(&reply).unwrap();
+        request
+    });
+    let mut command = Command::new(example("http_client"));
+    command.arg(format!("http://127.0.0.1:{port}/some/path?q=1"));
+    let (status, stdout, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        server.join().unwrap(),
+        b"GET /some/path?q=1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    );
+    assert!(
+        stdout == response,
+        "stdout differs from the response ({} vs {} bytes)",
+        stdout.len(),
+        response.len()
+    );
+}
+
+#[test]
+fn http_client_errors_are_one_line() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = format!("http://127.0.0.1:{closed}/");
+    for args in [
+        vec!["ftp://example/"],
+        vec!["http://:80/"],
+        vec![refused.as_str()],
+        vec![],
+    ] {
+        let mut command = Command::new(example("http_client"));
+        command.args(&args);
+        let (status, _, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("http_client: "), "{stderr}");
+    }
+}
+
+/// Python's own asyncore as the peer: its dispatcher_with_send client (test_send's shape)
+/// against our echo_server, and our echo_client against its echo server.
+#[test]
+fn python_asyncore_peers() {
+    if !python3() {
+        eprintln!("skipped: python3 with asyncore is not available");
+        return;
+    }
+    let server = echo_server(&["127.0.0.1:0"]);
+    let client = format!(
+        r#"
+import asyncore, socket, sys
+class Client(asyncore.dispatcher_with_send):
+    def __init__(self):
+        asyncore.dispatcher_with_send.__init__(self)
+        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.connect(("127.0.0.1", {port}))
+        self.got = b""
+        self.send(b"x" * 100000 + b"\n")
+    def handle_read(self):
+        self.got += self.recv(65536)
+        if len(self.got) >= 100001:
+            self.close()
+c = Client()
+asyncore.loop(timeout=0.1, count=2000)
+sys.stdout.write("ok" if c.got == b"x" * 100000 + b"\n" else "bad %d" % len(c.got))
+"#,
+        port = server.address.port()
+    );
+    let mut command = Command::new("python3");
+    command.args(["-W", "ignore", "-c", &client]);
+    let (status, stdout, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(String::from_utf8(stdout).unwrap(), "ok");
+
+    let python_server = r#"
+import asyncore, socket, sys
+class Handler(asyncore.dispatcher_with_send):
+    def handle_read(self):
+        data = self.recv(8192)
+        if data:
+            self.send(data)
+class Server(asyncore.dispatcher):
+    def __init__(self):
+        asyncore.dispatcher.__init__(self)
+        self.create_socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.bind(("127.0.0.1", 0))
+        self.listen(128)
+        print("listening on 127.0.0.1:%d" % self.socket.getsockname()[1], flush=True)
+    def handle_accepted(self, sock, addr):
+        Handler(sock)
+Server()
+asyncore.loop(timeout=0.1)
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-W", "ignore", "-c", python_server]);
+    let python = Program::start(command);
+    let mut command = Command::new(example("echo_client"));
+    command
+        .arg(python.address.to_string())
+        .args(["from", "rust"]);
+    let (status, stdout, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+    let mut lines: Vec<String> = String::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["from -> from", "rust -> rust"]);
+}

@@ -1,0 +1,142 @@
+//! Running the example programs as a user would: locate the binary, start it, read its
+//! `listening on` line, signal it, and wait for it, every wait bounded.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::LIMIT;
+
+/// The path of example `name`, built by `cargo test` next to the test binaries.
+pub fn example(name: &str) -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = deps.parent().unwrap().join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo test builds examples",
+        path.display()
+    );
+    path
+}
+
+/// A running server program; killed if the test ends without stopping it.
+pub struct Program {
+    pub child: Child,
+    pub address: SocketAddr,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Program {
+    /// Starts `command` and waits for its `listening on IP:PORT` line.
+    pub fn start(mut command: Command) -> Program {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = stdout.recv_timeout(LIMIT).expect("no `listening on` line");
+        let address = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        Program {
+            address: address.parse().unwrap(),
+            child,
+            stdout,
+        }
+    }
+
+    /// The next line the program prints on stdout.
+    pub fn next_line(&self) -> String {
+        self.stdout.recv_timeout(LIMIT).expect("no line on stdout")
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the exit; returns the status and stderr.
+    pub fn stop(mut self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = wait(&mut self.child);
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` to exit, at most LIMIT.
+pub fn wait(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the program did not exit in time"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `command` to completion (bounded); returns status, stdout, stderr.
+pub fn run(mut command: Command) -> (ExitStatus, Vec<u8>, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        out.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr).unwrap();
+    let status = wait(&mut child);
+    (status, reader.join().unwrap(), stderr)
+}
+
+/// Whether a usable `python3` is on the PATH (tests with a Python peer skip without it).
+pub fn python3() -> bool {
+    Command::new("python3")
+        .arg("-c")
+        .arg("import asyncore")
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
