@@ -7,8 +7,8 @@
 //!
 //! Two changes from the seed, both for load: the backlog is 128, not 5 (a full accept queue
 //! drops SYNs, which come back a second later), and reads take up to 64 KiB, not 1 KiB.
-//! One addition the command-line contract asks for: a handler whose peer has closed flushes
-//! what it still owes before it closes.
+//! One addition the command-line contract asks for: a handler whose peer has finished sending
+//! flushes what it still owes before it closes (`handle_read_eof`, which asyncore lacks).
 
 mod support;
 
@@ -21,6 +21,8 @@ use tracing::{debug, info};
 
 const BACKLOG: u32 = 128;
 const SIZE: usize = 64 * 1024;
+/// How long a shutdown waits for handlers to flush.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct EchoHandler {
     client_address: Address,
@@ -56,12 +58,18 @@ impl Dispatcher for EchoHandler {
         Ok(())
     }
 
-    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
-        info!("conn_closed: client_address={}", self.client_address);
+    fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
+        // The client is done sending; send back what is still owed, then close.
         self.closing = true;
         if self.buffer.is_empty() {
             channel.close();
         }
+        Ok(())
+    }
+
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        info!("conn_closed: client_address={}", self.client_address);
+        channel.close();
         Ok(())
     }
 }
@@ -140,7 +148,13 @@ async fn main() -> ExitCode {
             std::future::pending::<()>().await;
         }
     };
-    match asyncore::socket_map().run_until(stop).await {
+    let map = asyncore::socket_map();
+    // Serve until a signal, then give every handler a moment to send back what it owes.
+    let served = match map.run_until(stop).await {
+        Ok(()) => map.shutdown(GRACE).await,
+        Err(e) => Err(e),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => support::fail("echo_server", e),
     }

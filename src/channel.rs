@@ -13,7 +13,7 @@
 //!
 //! | call | asyncore | here |
 //! |---|---|---|
-//! | [`recv`](Channel::recv) at end of file | `b''`, `handle_close()` inside `recv` | empty `Bytes`; `handle_close` runs right after the current callback returns |
+//! | [`recv`](Channel::recv) at end of file | `b''`, `handle_close()` inside `recv` | empty `Bytes`; `handle_read_eof` runs right after the current callback returns, and by default calls `handle_close` |
 //! | `recv` with nothing to read | raises `BlockingIOError` → `handle_error` → closed | `Err(WouldBlock)`; a callback that returns it (`?`) is simply done: no error, no close |
 //! | [`send`](Channel::send) with a full buffer | `0` | `Ok(0)` |
 //! | `send`/`recv` on a disconnect (`ECONNRESET`, `EPIPE`, …) | `handle_close()`, `0`/`b''` | the same, with `handle_close` after the callback |
@@ -68,11 +68,18 @@ pub struct Channel {
     closed: bool,
     /// The peer finished sending: no more read interest (Tokio's read-closed state is sticky).
     pub(crate) eof: bool,
-    /// End of file or a disconnect was seen inside a callback: `handle_close` runs after it.
+    /// A disconnect was seen inside a callback (or a close was requested): `handle_close`
+    /// runs after it.
     pub(crate) close_pending: bool,
+    /// End of file was seen inside a callback: `handle_read_eof` runs after it.
+    pub(crate) eof_pending: bool,
     /// Whether the current callback touched the socket (spin detection).
     pub(crate) progress: bool,
     read_buf: BytesMut,
+    /// When `handle_timeout` runs, if set (see `work.rs`).
+    pub(crate) deadline: Option<tokio::time::Instant>,
+    /// Work started with `spawn`/`call_later`, aborted on close.
+    pub(crate) work: Vec<tokio::task::AbortHandle>,
 }
 
 impl Channel {
@@ -124,8 +131,11 @@ impl Channel {
             closed: false,
             eof: false,
             close_pending: false,
+            eof_pending: false,
             progress: false,
             read_buf: BytesMut::new(),
+            deadline: None,
+            work: Vec::new(),
         }
     }
 
@@ -379,8 +389,9 @@ impl Channel {
     /// Reads into spare capacity of a buffer the channel keeps, so a handler that drops the
     /// returned `Bytes` before the next `recv` reuses one allocation and nothing is zeroed.
     ///
-    /// Returns empty `Bytes` at end of file or on a disconnect; `handle_close` then runs once
-    /// the current callback returns.
+    /// Returns empty `Bytes` at end of file or on a disconnect; once the current callback
+    /// returns, `handle_read_eof` (end of file; by default it leads to `handle_close`) or
+    /// `handle_close` (disconnect) runs.
     ///
     /// # Errors
     /// `WouldBlock` when nothing is there yet (a spurious wake-up): return it from the
@@ -428,7 +439,7 @@ impl Channel {
         match result {
             Ok(0) => {
                 self.eof = true;
-                self.close_pending = true;
+                self.eof_pending = true;
                 Ok(0)
             }
             Ok(n) => Ok(n),
@@ -440,6 +451,13 @@ impl Channel {
             }
             Err(e) => Err(context(e, "recv")),
         }
+    }
+
+    /// Asks the reactor to run `handle_close` once the current callback returns (at most once
+    /// per channel, as always). This is what the default
+    /// [`handle_read_eof`](crate::Dispatcher::handle_read_eof) does.
+    pub fn request_close(&mut self) {
+        self.close_pending = true;
     }
 
     /// Shuts down one or both directions of the connection (`shutdown(2)`).
@@ -470,7 +488,8 @@ impl Channel {
     /// Closes the channel: it leaves its map and its socket is closed, now. Idempotent.
     ///
     /// As in asyncore, `close` does not call `handle_close`; it is what `handle_close` calls.
-    /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns.
+    /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns. Work
+    /// started with [`spawn`](Channel::spawn) is aborted and the deadline cleared.
     pub fn close(&mut self) {
         if self.closed {
             return;
@@ -481,6 +500,8 @@ impl Channel {
         self.connecting = false;
         self.io = Io::Closed;
         self.read_buf = BytesMut::new();
+        self.deadline = None;
+        self.cancel_work();
         if let Some(map) = self.map.upgrade() {
             map.remove(self.id);
         }

@@ -16,6 +16,11 @@
 //!    "nothing to do" and is dropped; [`ExitNow`](crate::ExitNow) stops the loop.
 //! 5. Back to 1: interest is asked again after every round of callbacks and after anything
 //!    delivered to the channel from outside (a [`Map::with`](crate::Map::with) or a handle call).
+//!
+//! Two more events come from time and from async work rather than from the socket: the
+//! channel's deadline passing (`handle_timeout`), and a piece of work started with
+//! [`Channel::spawn`](crate::Channel::spawn) finishing (its completion callback). Both run on
+//! the channel's task like any other callback.
 
 use std::any::Any;
 use std::io;
@@ -145,10 +150,32 @@ pub trait Dispatcher: Any {
         Ok(())
     }
 
+    /// The peer finished sending (end of file on `recv`); it may still be reading. The channel
+    /// stops asking for read events.
+    ///
+    /// asyncore has no such event: end of file is `handle_close`, so a server cannot finish
+    /// sending after a client's half-close (python/cpython#80094). The default keeps that
+    /// behaviour: it asks for `handle_close` ([`Channel::request_close`]). Override it to send
+    /// what is still owed and close afterwards.
+    fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
+        channel.request_close();
+        Ok(())
+    }
+
     /// The peer closed the connection, or a disconnect error occurred. Runs at most once per
     /// channel. Default: logs "unhandled close event", then [`Channel::close`].
     fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
         unhandled(channel, "unhandled close event");
+        channel.close();
+        Ok(())
+    }
+
+    /// The deadline set with [`Channel::set_deadline`] or [`Channel::set_timeout`] passed
+    /// (asyncore has no timers; this is the idle timeout its users wrote by hand). The deadline
+    /// is cleared before the call. Default: logs "unhandled timeout event" and closes the
+    /// channel.
+    fn handle_timeout(&mut self, channel: &mut Channel) -> io::Result<()> {
+        unhandled(channel, "unhandled timeout event");
         channel.close();
         Ok(())
     }

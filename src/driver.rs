@@ -18,8 +18,11 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -29,6 +32,7 @@ use crate::dispatcher::Dispatcher;
 use crate::error::{is_disconnect, panic_error, would_block, ExitNow};
 use crate::event::{ChannelId, Event, Interest, Ready};
 use crate::map::MapInner;
+use crate::work::Completion;
 
 /// Consecutive read or write callbacks that leave the socket untouched before the reactor calls
 /// the channel busy-looping.
@@ -51,6 +55,19 @@ pub(crate) struct Entry {
     close_requested: Cell<bool>,
     spins: Cell<u32>,
     last_spin_warning: Cell<Option<Instant>>,
+    /// Results of `Channel::spawn` work, waiting for the channel's task.
+    completions: RefCell<VecDeque<Completion>>,
+    /// The sleep behind the channel's deadline, made on first use and reset after.
+    timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+    /// Who waits for the channel to close (`ChannelHandle::closed`).
+    on_close: RefCell<Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// Why the channel's task woke.
+enum Wake {
+    Io(Ready),
+    Timeout,
+    Poked,
 }
 
 /// The phases of a lock-step pass, in asyncore's order.
@@ -80,6 +97,9 @@ impl Entry {
             close_requested: Cell::new(false),
             spins: Cell::new(0),
             last_spin_warning: Cell::new(None),
+            completions: RefCell::new(VecDeque::new()),
+            timer: RefCell::new(None),
+            on_close: RefCell::new(Vec::new()),
         }
     }
 
@@ -114,14 +134,22 @@ impl Entry {
         self.channel.borrow_mut().io.poll_ready(cx, want)
     }
 
-    /// The channel task's wait: `Some(readiness)`, or `None` when poked.
-    fn poll_wake(&self, cx: &mut Context<'_>, want: Interest, paused: bool) -> Poll<Option<Ready>> {
+    /// The channel task's wait: readiness, the deadline, or a poke.
+    fn poll_wake(&self, cx: &mut Context<'_>, want: Interest, paused: bool) -> Poll<Wake> {
         if self.poked.take() {
-            return Poll::Ready(None);
+            return Poll::Ready(Wake::Poked);
         }
-        if !paused && !want.is_empty() {
-            if let Poll::Ready(ready) = self.poll_io(cx, want) {
-                return Poll::Ready(Some(ready));
+        if !paused {
+            let deadline = self.channel.borrow().deadline;
+            if let Some(deadline) = deadline {
+                if self.poll_timer(cx, deadline).is_ready() {
+                    return Poll::Ready(Wake::Timeout);
+                }
+            }
+            if !want.is_empty() {
+                if let Poll::Ready(ready) = self.poll_io(cx, want) {
+                    return Poll::Ready(Wake::Io(ready));
+                }
             }
         }
         let waker = self.waker.take();
@@ -130,6 +158,79 @@ impl Entry {
             _ => Some(cx.waker().clone()),
         });
         Poll::Pending
+    }
+
+    fn poll_timer(&self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
+        let mut timer = self.timer.borrow_mut();
+        let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx)
+    }
+
+    /// The deadline passed: clear it and run `handle_timeout`.
+    fn timeout_event(&self) {
+        if self.stopping() {
+            return;
+        }
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        let (ch, d) = (&mut *channel, &mut **dispatcher);
+        if ch.is_closed()
+            || !ch
+                .deadline
+                .is_some_and(|at| at <= tokio::time::Instant::now())
+        {
+            return;
+        }
+        ch.deadline = None;
+        self.call(d, ch, Event::Timeout, &mut None, |d, ch| {
+            d.handle_timeout(ch)
+        });
+    }
+
+    /// Queues the result of a piece of work for the channel's task.
+    pub(crate) fn deliver(&self, completion: Completion) {
+        self.completions.borrow_mut().push_back(completion);
+        self.poke();
+    }
+
+    /// Runs the queued completion callbacks, oldest first.
+    fn run_completions(&self) {
+        loop {
+            if self.stopping() {
+                return;
+            }
+            let Some(completion) = self.completions.borrow_mut().pop_front() else {
+                return;
+            };
+            let mut channel = self.channel.borrow_mut();
+            let mut dispatcher = self.dispatcher.borrow_mut();
+            if channel.is_closed() {
+                self.completions.borrow_mut().clear();
+                return;
+            }
+            self.call(
+                &mut **dispatcher,
+                &mut channel,
+                Event::Completion,
+                &mut None,
+                completion,
+            );
+        }
+    }
+
+    /// The channel left the map: tell whoever waits for that.
+    pub(crate) fn notify_closed(&self) {
+        for waiter in self.on_close.borrow_mut().drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Registers `waiter` to hear when the channel closes.
+    pub(crate) fn on_close(&self, waiter: tokio::sync::oneshot::Sender<()>) {
+        self.on_close.borrow_mut().push(waiter);
     }
 
     /// Wakes the channel's task so that it asks for interest again (or exits, once closed).
@@ -269,6 +370,12 @@ impl Entry {
 
     /// What a callback left behind: a close it caused, a close asked for while it ran.
     fn settle(&self, d: &mut dyn Dispatcher, ch: &mut Channel, record: &mut Record<'_>) {
+        if ch.eof_pending {
+            ch.eof_pending = false;
+            if !ch.is_closed() {
+                self.call(d, ch, Event::ReadEof, record, |d, ch| d.handle_read_eof(ch));
+            }
+        }
         if ch.close_pending {
             ch.close_pending = false;
             if !ch.is_closed() && !self.close_notified.replace(true) {
@@ -387,6 +494,20 @@ impl Entry {
         outcome
     }
 
+    /// Asks the channel to close the way its peer would: `handle_close`, once (graceful
+    /// shutdown). A dispatcher that owes output may flush before it closes.
+    pub(crate) fn request_close(&self) {
+        let Ok(mut channel) = self.channel.try_borrow_mut() else {
+            self.close_requested.set(true);
+            return;
+        };
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        channel.close_pending = true;
+        self.settle(&mut **dispatcher, &mut channel, &mut None);
+        drop((channel, dispatcher));
+        self.poke();
+    }
+
     /// Closes the channel from outside its callbacks (`close_all`); if one of its callbacks is
     /// running, the close happens as soon as it returns.
     pub(crate) fn close(&self) {
@@ -401,11 +522,16 @@ impl Entry {
 /// The channel's task: wait for what the dispatcher wants, dispatch, repeat until closed.
 pub(crate) async fn drive(entry: Rc<Entry>) {
     while !entry.done() {
+        entry.run_completions();
+        if entry.done() {
+            break;
+        }
         let want = entry.interest();
         let paused = || entry.map.upgrade().is_none_or(|map| map.paused());
-        let woke = std::future::poll_fn(|cx| entry.poll_wake(cx, want, paused())).await;
-        if let Some(ready) = woke {
-            entry.dispatch(ready, want);
+        match std::future::poll_fn(|cx| entry.poll_wake(cx, want, paused())).await {
+            Wake::Io(ready) => entry.dispatch(ready, want),
+            Wake::Timeout => entry.timeout_event(),
+            Wake::Poked => {}
         }
         // Readiness futures do not count against Tokio's cooperative budget; this does, so a
         // channel that is always ready still lets the rest of the thread run.

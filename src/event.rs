@@ -143,10 +143,17 @@ pub enum Event {
     Connect,
     /// `handle_accept`: a listener became readable.
     Accept,
+    /// `handle_read_eof`: the peer finished sending.
+    ReadEof,
     /// `handle_close`: end of file, a disconnect error, or an explicit request.
     Close,
     /// `handle_error`: a callback returned an error or panicked.
     Error,
+    /// `handle_timeout`: the channel's deadline passed.
+    Timeout,
+    /// The callback given to [`Channel::spawn`](crate::Channel::spawn) or
+    /// [`Channel::call_later`](crate::Channel::call_later), with the work's result.
+    Completion,
 }
 
 impl Event {
@@ -158,8 +165,11 @@ impl Event {
             Event::Expt => "handle_expt",
             Event::Connect => "handle_connect",
             Event::Accept => "handle_accept",
+            Event::ReadEof => "handle_read_eof",
             Event::Close => "handle_close",
             Event::Error => "handle_error",
+            Event::Timeout => "handle_timeout",
+            Event::Completion => "completion",
         }
     }
 }

@@ -175,6 +175,27 @@ impl ChannelHandle {
         self.map.call(self.id, f).await
     }
 
+    /// Completes when the channel has left the map (closed by anyone, or the map closed or
+    /// dropped); at once if it is not in the map.
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the map is gone before the question reaches it.
+    pub async fn closed(&self) -> io::Result<()> {
+        let id = self.id;
+        let waiter = self
+            .map
+            .query(move |map| {
+                let (notify, closed) = oneshot::channel();
+                if let Some(entry) = map.entry(id) {
+                    entry.on_close(notify);
+                }
+                closed
+            })
+            .await?;
+        let _ = waiter.await;
+        Ok(())
+    }
+
     /// Closes the channel (no `handle_close`, as [`Channel::close`]).
     ///
     /// # Errors

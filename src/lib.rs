@@ -115,6 +115,7 @@ mod handle;
 mod io;
 mod map;
 mod pass;
+mod work;
 
 pub use address::{Address, Family, ToAddress};
 pub use channel::Channel;
@@ -124,6 +125,7 @@ pub use event::{ChannelId, Event, Interest, Ready};
 pub use handle::{ChannelHandle, MapHandle};
 pub use map::{socket_map, Map};
 pub use pass::Pass;
+pub use work::Work;
 
 /// Re-exported for [`Channel::socket`]'s socket options.
 pub use socket2;

@@ -26,7 +26,7 @@
 //! lives on one thread.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -37,7 +37,8 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::LocalSet;
+use tokio::task::{AbortHandle, LocalSet};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::channel::Channel;
@@ -75,6 +76,11 @@ pub(crate) struct MapInner {
     running: Cell<bool>,
     run_waker: RefCell<Option<Waker>>,
     exit: RefCell<Option<io::Error>>,
+    /// Native tasks that count as members ([`Map::spawn`]), by a never-reused number.
+    members: RefCell<HashMap<u64, AbortHandle>>,
+    next_member: Cell<u64>,
+    /// Cancelled when a graceful shutdown begins.
+    shutdown: CancellationToken,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -98,6 +104,9 @@ impl Map {
             running: Cell::new(false),
             run_waker: RefCell::new(None),
             exit: RefCell::new(None),
+            members: RefCell::new(HashMap::new()),
+            next_member: Cell::new(0),
+            shutdown: CancellationToken::new(),
             shared: Arc::new(Shared::new(sender)),
         });
         inner
@@ -151,14 +160,46 @@ impl Map {
         Ok(id)
     }
 
-    /// How many channels are in the map.
+    /// How many members the map has: channels, plus native tasks added with
+    /// [`spawn`](Map::spawn).
     pub fn len(&self) -> usize {
-        self.inner.entries.borrow().len()
+        self.inner.entries.borrow().len() + self.inner.members.borrow().len()
     }
 
-    /// Whether the map has no channels (then [`run`](Map::run) returns at once).
+    /// Whether the map has no channels and no member tasks (then [`run`](Map::run) returns at
+    /// once).
     pub fn is_empty(&self) -> bool {
-        self.inner.entries.borrow().is_empty()
+        self.inner.is_empty()
+    }
+
+    /// Adds a native task to the map as a member: it runs on the map's thread while the map
+    /// runs, keeps [`run`](Map::run) going until it finishes (the map is not empty while it
+    /// lives), and is cancelled by [`close_all`](Map::close_all). This keeps asyncore's
+    /// lifetime rule ("the loop ends when the map is empty") for a program that is half
+    /// dispatchers, half async code. A task that should finish its work on shutdown watches
+    /// [`shutdown_token`](Map::shutdown_token).
+    pub fn spawn(&self, task: impl Future<Output = ()> + 'static) -> AbortHandle {
+        let inner = &self.inner;
+        let number = inner.next_member.get();
+        inner.next_member.set(number + 1);
+        let leave = Member {
+            map: Rc::downgrade(inner),
+            number,
+        };
+        let abort = inner.local.spawn_local(async move {
+            let _leave = leave;
+            task.await;
+        });
+        let handle = abort.abort_handle();
+        inner.members.borrow_mut().insert(number, handle.clone());
+        inner.shared.set_empty(false);
+        handle
+    }
+
+    /// The token a graceful [`shutdown`](Map::shutdown) cancels first: member tasks and
+    /// anything else that should wind down with the map watch it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
     }
 
     /// Whether channel `id` is in the map.
@@ -216,10 +257,32 @@ impl Map {
     /// own) closes as soon as that callback returns.
     pub fn close_all(&self) {
         let entries = std::mem::take(&mut *self.inner.entries.borrow_mut());
+        let members = std::mem::take(&mut *self.inner.members.borrow_mut());
         for entry in entries.into_values() {
             entry.close();
+            entry.notify_closed();
+        }
+        for member in members.into_values() {
+            member.abort();
         }
         self.inner.emptied();
+    }
+
+    /// Shuts the map down gracefully: cancels the [`shutdown_token`](Map::shutdown_token), asks
+    /// every channel to close by running its `handle_close` (once, as always; a dispatcher with
+    /// queued output can flush before it calls `close`), runs the map until it is empty or
+    /// `grace` has passed, then closes whatever is left ([`close_all`](Map::close_all)).
+    ///
+    /// # Errors
+    /// As [`run`](Map::run).
+    pub async fn shutdown(&self, grace: Duration) -> io::Result<()> {
+        self.inner.shutdown.cancel();
+        for entry in self.inner.snapshot() {
+            entry.request_close();
+        }
+        let result = self.run_until(tokio::time::sleep(grace)).await;
+        self.close_all();
+        result
     }
 
     /// Runs the map until it is empty: asyncore's `loop()` without a count.
@@ -239,29 +302,32 @@ impl Map {
         self.run_while(true, std::future::pending()).await.map(drop)
     }
 
-    /// Runs the map until it is empty or `stop` completes, whichever is first; if `stop` won,
-    /// closes every channel. The shape of a server's main loop:
-    /// `map.run_until(shutdown_signal())`.
+    /// Runs the map until it is empty or `stop` completes, whichever is first. The channels
+    /// stay; a server's main loop follows it with [`shutdown`](Map::shutdown):
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # async fn serve(map: asyncore::Map) -> std::io::Result<()> {
+    /// map.run_until(async { let _ = asyncore::shutdown_signal().await; }).await?;
+    /// map.shutdown(std::time::Duration::from_secs(2)).await
+    /// # }
+    /// ```
     ///
     /// # Errors
     /// As [`run`](Map::run).
     pub async fn run_until(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
-        if self.run_while(true, stop).await? {
-            self.close_all();
-        }
-        Ok(())
+        self.run_while(true, stop).await.map(drop)
     }
 
-    /// Runs the map until `stop` completes, even while it is empty, then closes every channel:
-    /// for a map that is a service of a larger program, fed with channels through
-    /// [`MapHandle::add`](crate::MapHandle::add), rather than a program of its own.
+    /// Runs the map until `stop` completes, even while it is empty: for a map that is a
+    /// service of a larger program, fed with channels through
+    /// [`MapHandle::add`](crate::MapHandle::add), rather than a program of its own. The
+    /// channels stay (see [`shutdown`](Map::shutdown)).
     ///
     /// # Errors
     /// As [`run`](Map::run).
     pub async fn serve(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
-        let result = self.run_while(false, stop).await;
-        self.close_all();
-        result.map(drop)
+        self.run_while(false, stop).await.map(drop)
     }
 
     /// The free-running loop: until `stop` (returns true), or the map empties (if
@@ -281,7 +347,7 @@ impl Map {
                 if let Some(error) = inner.exit.take() {
                     return Poll::Ready(Err(error));
                 }
-                if until_empty && inner.entries.borrow().is_empty() {
+                if until_empty && inner.is_empty() {
                     return Poll::Ready(Ok(false));
                 }
                 if stop.as_mut().poll(cx).is_ready() {
@@ -304,7 +370,7 @@ impl Map {
     /// As [`poll`](Map::poll).
     pub async fn run_count(&self, timeout: Duration, count: usize) -> io::Result<()> {
         for _ in 0..count {
-            if self.is_empty() {
+            if self.inner.entries.borrow().is_empty() {
                 break;
             }
             self.poll(timeout).await?;
@@ -341,8 +407,8 @@ impl Map {
         MapHandle::new(Arc::clone(&self.inner.shared))
     }
 
-    fn entry(&self, id: ChannelId) -> Option<Rc<Entry>> {
-        self.inner.entries.borrow().get(&id).cloned()
+    pub(crate) fn entry(&self, id: ChannelId) -> Option<Rc<Entry>> {
+        self.inner.entry(id)
     }
 }
 
@@ -361,6 +427,27 @@ impl fmt::Debug for Map {
 }
 
 impl MapInner {
+    fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty() && self.members.borrow().is_empty()
+    }
+
+    /// Starts a task on the map's thread (work started by a callback).
+    pub(crate) fn spawn_local(&self, task: impl Future<Output = ()> + 'static) -> AbortHandle {
+        self.local.spawn_local(task).abort_handle()
+    }
+
+    /// Hands the result of a channel's work to that channel; dropped if it has closed.
+    pub(crate) fn deliver(&self, id: ChannelId, completion: crate::work::Completion) {
+        let entry = self.entries.borrow().get(&id).cloned();
+        if let Some(entry) = entry {
+            entry.deliver(completion);
+        }
+    }
+
+    pub(crate) fn entry(&self, id: ChannelId) -> Option<Rc<Entry>> {
+        self.entries.borrow().get(&id).cloned()
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<Rc<Entry>> {
         self.entries.borrow().values().cloned().collect()
     }
@@ -389,7 +476,8 @@ impl MapInner {
         let removed = self.entries.borrow_mut().remove(&id);
         if let Some(entry) = removed {
             entry.poke();
-            if self.entries.borrow().is_empty() {
+            entry.notify_closed();
+            if self.is_empty() {
                 self.emptied();
             }
         }
@@ -428,6 +516,23 @@ impl MapInner {
 impl Drop for MapInner {
     fn drop(&mut self) {
         self.shared.set_empty(true);
+    }
+}
+
+/// Leaves the map's member list when a member task ends, however it ends.
+struct Member {
+    map: Weak<MapInner>,
+    number: u64,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(map) = self.map.upgrade() {
+            let removed = map.members.borrow_mut().remove(&self.number).is_some();
+            if removed && map.is_empty() {
+                map.emptied();
+            }
+        }
     }
 }
 
