@@ -177,11 +177,10 @@ impl Entry {
         let mut channel = self.channel.borrow_mut();
         let mut dispatcher = self.dispatcher.borrow_mut();
         let (ch, d) = (&mut *channel, &mut **dispatcher);
-        if ch.is_closed()
-            || !ch
-                .deadline
-                .is_some_and(|at| at <= tokio::time::Instant::now())
-        {
+        let due = ch
+            .deadline
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if ch.is_closed() || !due {
             return;
         }
         ch.deadline = None;
