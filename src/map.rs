@@ -341,7 +341,7 @@ impl Map {
         self.inner.resume();
         let inner = &self.inner;
         let mut stop = std::pin::pin!(stop);
-        inner
+        let result = inner
             .local
             .run_until(poll_fn(|cx| {
                 if let Some(error) = inner.exit.take() {
@@ -359,7 +359,11 @@ impl Map {
                 }
                 Poll::Pending
             }))
-            .await
+            .await;
+        // One more turn of the map's tasks, so that work and members cancelled by the last
+        // close are dropped now rather than at the next run.
+        inner.local.run_until(tokio::task::yield_now()).await;
+        result
     }
 
     /// Runs at most `count` lock-step passes of at most `timeout` each: asyncore's
