@@ -21,8 +21,6 @@ use tracing::{debug, info};
 
 const BACKLOG: u32 = 128;
 const SIZE: usize = 64 * 1024;
-/// How long a shutdown waits for handlers to flush.
-const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct EchoHandler {
     client_address: Address,
@@ -142,19 +140,10 @@ async fn main() -> ExitCode {
         Err(e) => return support::fail("echo_server", e),
     };
     support::announce(&bound);
-    let stop = async {
-        if let Err(e) = asyncore::shutdown_signal().await {
-            tracing::error!("cannot watch for signals: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
     let map = asyncore::socket_map();
     // Serve until a signal, then give every handler a moment to send back what it owes.
-    let served = match map.run_until(stop).await {
-        Ok(()) => map.shutdown(GRACE).await,
-        Err(e) => Err(e),
-    };
-    match served {
+    let served = map.run_until(support::signal()).await;
+    match served.and(map.shutdown(support::GRACE).await) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => support::fail("echo_server", e),
     }

@@ -338,3 +338,39 @@ asyncore.loop(timeout=0.1)
     lines.sort();
     assert_eq!(lines, ["from -> from", "rust -> rust"]);
 }
+
+/// The migration guide's steps are the same echo server: each echoes and stops cleanly.
+#[test]
+fn migration_steps_all_echo() {
+    let mut steps = vec![
+        Command::new(example("migration_step2_dispatchers")),
+        Command::new(example("migration_step3_mixed")),
+    ];
+    if python3() {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/migration_step1_asyncore.py");
+        let mut python = Command::new("python3");
+        python.arg("-W").arg("ignore").arg(script);
+        steps.push(python);
+    }
+    for mut step in steps {
+        let name = format!("{:?}", step.get_program());
+        step.arg("127.0.0.1:0");
+        let server = Program::start(step);
+        let mut stream = connect(server.address);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let writer = {
+            let mut stream = stream.try_clone().unwrap();
+            let data = data.clone();
+            std::thread::spawn(move || stream.write_all(&data).unwrap())
+        };
+        let mut echoed = vec![0u8; data.len()];
+        stream.read_exact(&mut echoed).unwrap();
+        writer.join().unwrap();
+        assert!(echoed == data, "{name} echoed something else");
+        let (status, stderr) = server.stop("INT");
+        if !name.contains("python") {
+            assert!(status.success(), "{name}: {status:?} {stderr}");
+        }
+    }
+}

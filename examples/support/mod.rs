@@ -57,3 +57,14 @@ pub fn family_of(address: &std::net::SocketAddr) -> asyncore::Family {
         asyncore::Family::Inet6
     }
 }
+
+/// How long a server's shutdown waits for its handlers to flush.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Completes on SIGINT or SIGTERM (or never, after logging, if signals cannot be watched).
+pub async fn signal() {
+    if let Err(e) = asyncore::shutdown_signal().await {
+        tracing::error!("cannot watch for signals: {e}");
+        std::future::pending::<()>().await;
+    }
+}

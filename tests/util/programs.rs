@@ -18,11 +18,18 @@ pub fn example(name: &str) -> PathBuf {
         .unwrap()
         .to_path_buf();
     let path = deps.parent().unwrap().join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: cargo test builds examples",
-        path.display()
-    );
+    if !path.exists() {
+        // `cargo test` builds every example; `cargo test --test NAME` does not.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--example", name])
+            .status()
+            .unwrap();
+        assert!(
+            built.success() && path.exists(),
+            "cannot build example {name}"
+        );
+    }
     path
 }
 
