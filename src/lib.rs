@@ -173,3 +173,12 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// The code blocks of README.md and MIGRATION.md, compiled and run as doctests.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../MIGRATION.md")]
+    struct Migration;
+}
