@@ -533,3 +533,43 @@ fn cloexec(fd: i32) -> bool {
         .trim();
     u32::from_str_radix(flags, 8).unwrap() & 0o2000000 != 0
 }
+
+/// `bind` keeps the address as given (port 0 stays 0, B30); `local_addr` has the real one; the
+/// channel prints like asyncore's repr (B51).
+#[test]
+fn bind_keeps_the_given_address() {
+    block_on(async {
+        let mut channel = Channel::create_socket(Family::Inet).unwrap();
+        channel.bind("127.0.0.1:0").unwrap();
+        assert_eq!(channel.addr().unwrap().to_string(), "127.0.0.1:0");
+        assert_ne!(channel.local_addr().unwrap().as_inet().unwrap().port(), 0);
+        channel.listen(5).unwrap();
+        assert_eq!(
+            channel.to_string(),
+            format!("<{} listening 127.0.0.1:0>", channel.id())
+        );
+    });
+}
+
+/// A listener waits for reads only, never for writes, whatever `writable()` says (B8).
+#[test]
+fn a_listener_is_never_writable() {
+    block_on(async {
+        let map = Map::new();
+        let (listening, _) = listener(Family::Inet).unwrap();
+        let log = Log::default();
+        let id = map
+            .add(
+                listening,
+                Recorder {
+                    writable: true,
+                    ..Recorder::new("listener", &log)
+                },
+            )
+            .unwrap();
+        let pass = map.poll(Duration::from_millis(10)).await.unwrap();
+        assert_eq!(pass.wanted, vec![(id, asyncore::Interest::READ)]);
+        assert!(pass.events.is_empty() && log.entries().is_empty());
+        map.close_all();
+    });
+}
