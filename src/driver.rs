@@ -198,12 +198,13 @@ impl Entry {
     /// Runs the queued completion callbacks, oldest first.
     fn run_completions(&self) {
         loop {
-            if self.stopping() {
-                return;
-            }
             let Some(completion) = self.completions.borrow_mut().pop_front() else {
                 return;
             };
+            if self.stopping() {
+                self.completions.borrow_mut().push_front(completion);
+                return;
+            }
             let mut channel = self.channel.borrow_mut();
             let mut dispatcher = self.dispatcher.borrow_mut();
             if channel.is_closed() {

@@ -8,13 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncore::{Channel, Dispatcher, Family, Map};
-use tokio::net::UnixStream;
-use util::{any_address, block_on, listener, Log, Recorder};
-
-fn socket_pair() -> (Channel, UnixStream) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    (Channel::from_unix(ours), theirs)
-}
+use util::{any_address, block_on, listener, socket_pair, Log, Recorder};
 
 /// A refused TCP connect reaches handle_error with the OS error (B39); the loop ends normally.
 #[test]

@@ -9,16 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use asyncore::{Channel, ChannelId, Dispatcher, Event, ExitNow, Interest, Map, Ready};
-use tokio::net::UnixStream;
-use util::{block_on, Log};
-
-/// A connected channel, and the peer end to poke it from.
-fn socket_pair() -> (Channel, std::os::unix::net::UnixStream) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let theirs = theirs.into_std().unwrap();
-    theirs.set_nonblocking(false).unwrap();
-    (Channel::from_unix(ours), theirs)
-}
+use util::{block_on, socket_pair, Log};
 
 /// Counts its callbacks; reads everything; asks what its flags say.
 struct Counter {

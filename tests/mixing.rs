@@ -12,16 +12,7 @@ use std::time::{Duration, Instant};
 
 use asyncore::{Channel, Dispatcher, Map};
 use bytes::{Buf, BytesMut};
-use tokio::net::UnixStream;
-use util::{block_on, block_on_multi, Log};
-
-fn socket_pair() -> (Channel, std::os::unix::net::UnixStream) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let theirs = theirs.into_std().unwrap();
-    theirs.set_nonblocking(false).unwrap();
-    theirs.set_read_timeout(Some(util::LIMIT)).unwrap();
-    (Channel::from_unix(ours), theirs)
-}
+use util::{block_on, block_on_multi, socket_pair, Log};
 
 /// Closes a client that stays silent for `IDLE`; every read re-arms the deadline.
 struct IdleTimeout {

@@ -83,6 +83,16 @@ pub fn connector(address: &Address) -> io::Result<Channel> {
     Ok(channel)
 }
 
+/// A connected channel (one end of a Unix socket pair), and the other end as a blocking std
+/// socket with LIMIT as its read timeout, to poke the channel from.
+pub fn socket_pair() -> (Channel, std::os::unix::net::UnixStream) {
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let theirs = theirs.into_std().unwrap();
+    theirs.set_nonblocking(false).unwrap();
+    theirs.set_read_timeout(Some(LIMIT)).unwrap();
+    (Channel::from_unix(ours), theirs)
+}
+
 /// A shared, ordered list of what happened, written by the dispatchers under test.
 #[derive(Clone, Default)]
 pub struct Log(Rc<RefCell<Vec<String>>>);
