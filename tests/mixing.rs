@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use asyncore::{Channel, Dispatcher, Map};
 use bytes::{Buf, BytesMut};
+use tokio::net::UnixStream;
 use util::{block_on, block_on_multi, socket_pair, Log};
 
 /// Closes a client that stays silent for `IDLE`; every read re-arms the deadline.
@@ -448,5 +449,136 @@ fn shutdown_grace_is_a_bound() {
         map.shutdown(Duration::from_millis(50)).await.unwrap();
         assert!(map.is_empty());
         assert!(started.elapsed() >= Duration::from_millis(50));
+    });
+}
+
+/// The native task a dispatcher started after handing its stream over.
+type Native = Rc<std::cell::RefCell<Option<tokio::task::JoinHandle<io::Result<Vec<u8>>>>>>;
+
+/// Hand-over out of the map at a protocol switch: the dispatcher reads a line that arrives
+/// together with the first bytes of the next protocol, takes the stream out, and a native task
+/// carries on with the leftover bytes first; nothing is lost or reordered.
+#[test]
+fn handover_to_a_native_task_keeps_buffered_bytes() {
+    struct Switcher {
+        input: BytesMut,
+        native: Native,
+    }
+    impl Dispatcher for Switcher {
+        fn writable(&self, _: &Channel) -> bool {
+            false
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let data = channel.recv(4096)?;
+            self.input.extend_from_slice(&data);
+            if let Some(end) = self.input.iter().position(|&b| b == b'\n') {
+                assert_eq!(&self.input[..end], b"UPGRADE");
+                self.input.advance(end + 1);
+                let leftover = self.input.split().freeze();
+                let mut stream = channel.take_stream()?;
+                // The native side: everything after the switch, leftover bytes first.
+                *self.native.borrow_mut() = Some(tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut rest = leftover.to_vec();
+                    stream.read_to_end(&mut rest).await?;
+                    Ok(rest)
+                }));
+            }
+            Ok(())
+        }
+    }
+    block_on(async {
+        let map = Map::new();
+        let native = Native::default();
+        let (channel, mut peer) = socket_pair();
+        let id = map
+            .add(
+                channel,
+                Switcher {
+                    input: BytesMut::new(),
+                    native: native.clone(),
+                },
+            )
+            .unwrap();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 249) as u8).collect();
+        let sent = payload.clone();
+        let writer = std::thread::spawn(move || {
+            // The line and the first bytes of the new protocol in one write.
+            let mut first = b"UPGRADE\n".to_vec();
+            first.extend_from_slice(&sent[..1000]);
+            peer.write_all(&first).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            peer.write_all(&sent[1000..]).unwrap();
+        });
+        map.run().await.unwrap(); // the map empties when the channel leaves it
+        assert!(!map.contains(id));
+        let task = native
+            .borrow_mut()
+            .take()
+            .expect("the dispatcher started the native task");
+        writer.join().unwrap(); // the peer closes when the writer ends
+        let received = task.await.unwrap().unwrap();
+        assert!(
+            received == payload,
+            "received {} of {} bytes, or reordered",
+            received.len(),
+            payload.len()
+        );
+    });
+}
+
+/// Hand-over into the map: a native task reads a header through a buffered reader (which reads
+/// ahead), then adopts the stream as a channel whose dispatcher starts from the read-ahead bytes.
+#[test]
+fn native_stream_adopted_with_its_read_ahead() {
+    struct Collector {
+        received: Rc<std::cell::RefCell<Vec<u8>>>,
+    }
+    impl Dispatcher for Collector {
+        fn writable(&self, _: &Channel) -> bool {
+            false
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let data = channel.recv(4096)?;
+            self.received.borrow_mut().extend_from_slice(&data);
+            Ok(())
+        }
+    }
+    block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        let map = Map::new();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 247) as u8).collect();
+        let sent = payload.clone();
+        let writer = std::thread::spawn(move || {
+            let mut theirs = theirs.into_std().unwrap();
+            theirs.set_nonblocking(false).unwrap();
+            let mut first = b"HELLO native\n".to_vec();
+            first.extend_from_slice(&sent);
+            theirs.write_all(&first).unwrap();
+        });
+        let mut reader = tokio::io::BufReader::new(ours);
+        let mut header = String::new();
+        reader.read_line(&mut header).await.unwrap();
+        assert_eq!(header, "HELLO native\n");
+        let read_ahead = reader.buffer().to_vec();
+        let stream = reader.into_inner();
+        let received = Rc::new(std::cell::RefCell::new(read_ahead));
+        map.add(
+            Channel::from_unix(stream),
+            Collector {
+                received: received.clone(),
+            },
+        )
+        .unwrap();
+        writer.join().unwrap(); // then the peer closes: end of file empties the map
+        map.run().await.unwrap();
+        let received = received.borrow();
+        assert!(
+            *received == payload,
+            "received {} of {} bytes",
+            received.len(),
+            payload.len()
+        );
     });
 }
