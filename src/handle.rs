@@ -25,16 +25,19 @@
 //! # Ok(()) }
 //! ```
 
+use std::any::Any;
 use std::fmt;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
+use crate::error::panic_error;
 use crate::event::ChannelId;
-use crate::map::Map;
+use crate::map::{not_found, Map};
 
 pub(crate) type Request = Box<dyn FnOnce(&Map) + Send>;
 
@@ -104,18 +107,57 @@ impl MapHandle {
         .await?
     }
 
-    /// Runs `f` against channel `id`'s dispatcher (which must be a `D`) and channel on the
-    /// map's thread, and returns its result; the channel's interest is asked again afterwards.
+    /// Runs `f` against channel `id`'s dispatcher (which must be a `D`) and channel, on the
+    /// channel's own task, between its callbacks, and returns its result; the channel's
+    /// interest is asked again afterwards.
     ///
     /// # Errors
-    /// As [`Map::with`], and `BrokenPipe` if the map is gone.
+    /// `NotFound` if the channel is not in the map, or closes before `f` runs; `InvalidInput`
+    /// if its dispatcher is not a `D`; `Other` if `f` panicked (the channel's `handle_error`
+    /// gets the panic); `BrokenPipe` if the map is gone.
     pub async fn call<D, R, F>(&self, id: ChannelId, f: F) -> io::Result<R>
     where
         D: Dispatcher,
         F: FnOnce(&mut D, &mut Channel) -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.query(move |map| map.with(id, f)).await?
+        let (reply, answer) = oneshot::channel::<io::Result<R>>();
+        let request: Request = Box::new(move |map: &Map| {
+            let Some(entry) = map.entry(id) else {
+                let _ = reply.send(Err(not_found(id)));
+                return;
+            };
+            let type_name = entry.type_name;
+            entry.deliver(Box::new(move |dispatcher, channel| {
+                let any: &mut dyn Any = dispatcher;
+                let Some(dispatcher) = any.downcast_mut::<D>() else {
+                    let wrong = format!(
+                        "channel {id} is a {type_name}, not a {}",
+                        std::any::type_name::<D>()
+                    );
+                    let _ = reply.send(Err(io::Error::new(io::ErrorKind::InvalidInput, wrong)));
+                    return Ok(());
+                };
+                match catch_unwind(AssertUnwindSafe(|| f(dispatcher, channel))) {
+                    Ok(value) => {
+                        let _ = reply.send(Ok(value));
+                        Ok(())
+                    }
+                    Err(payload) => {
+                        let error = panic_error(payload, "a closure run on the channel");
+                        let _ = reply.send(Err(io::Error::other(error.to_string())));
+                        Err(error)
+                    }
+                }
+            }));
+        });
+        self.shared.requests.send(request).map_err(|_| map_gone())?;
+        answer.await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("channel {id} closed before the call ran"),
+            )
+        })?
     }
 
     /// Closes every channel of the map ([`Map::close_all`]).

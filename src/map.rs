@@ -549,7 +549,7 @@ impl Drop for Running<'_> {
     }
 }
 
-fn not_found(id: ChannelId) -> io::Error {
+pub(crate) fn not_found(id: ChannelId) -> io::Error {
     io::Error::new(
         io::ErrorKind::NotFound,
         format!("no channel {id} in the map"),

@@ -168,3 +168,49 @@ fn close_all_from_a_native_task() {
         }
     });
 }
+
+/// A closure that panics is contained: the caller gets an error, the channel's handle_error
+/// runs (closing it), and later calls find no channel.
+#[test]
+fn a_panicking_closure_is_contained() {
+    block_on_multi(async {
+        let map = Map::new();
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let id = map
+            .add(
+                Channel::from_unix(ours),
+                Outbox {
+                    outbox: BytesMut::new(),
+                    thread: String::new(),
+                },
+            )
+            .unwrap();
+        let channel = map.handle().channel(id);
+        let native = tokio::spawn(async move {
+            let panicked = channel
+                .call(|_: &mut Outbox, _: &mut Channel| panic!("boom"))
+                .await
+                .unwrap_err();
+            let after = channel
+                .call(|_: &mut Outbox, _: &mut Channel| ())
+                .await
+                .unwrap_err();
+            (panicked, after)
+        });
+        map.serve(async {
+            while !native.is_finished() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap();
+        let (panicked, after) = native.await.unwrap();
+        assert_eq!(panicked.kind(), io::ErrorKind::Other);
+        assert!(panicked.to_string().contains("boom"), "{panicked}");
+        assert_eq!(after.kind(), io::ErrorKind::NotFound, "{after}");
+        assert!(
+            map.is_empty(),
+            "the default handle_error closed the channel"
+        );
+    });
+}
