@@ -156,15 +156,9 @@ fn handle_read() {
             map.add(listening, GreetingServer)?;
             map.add(connector(&address)?, Recorder::new("client", &log))?;
             drive(&map, mode, || log.contains("client: data 1024")).await;
-            let entries = log.entries();
-            assert!(log.contains("client: data 1024"), "{entries:?}");
+            assert!(log.contains("client: data 1024"), "{:?}", log.entries());
             // The connect completes before the first read callback.
-            let connect = entries
-                .iter()
-                .position(|e| e.starts_with("client: connect"))
-                .unwrap();
-            let read = entries.iter().position(|e| e == "client: read").unwrap();
-            assert!(connect < read, "{entries:?}");
+            log.assert_order("client: connect", "client: read");
             Ok(())
         })
     });
@@ -190,13 +184,7 @@ fn handle_write() {
                 client,
             )?;
             drive(&map, mode, || log.contains("client: write")).await;
-            let entries = log.entries();
-            let connect = entries
-                .iter()
-                .position(|e| e.starts_with("client: connect"))
-                .unwrap();
-            let write = entries.iter().position(|e| e == "client: write").unwrap();
-            assert!(connect < write, "{entries:?}");
+            log.assert_order("client: connect", "client: write");
             Ok(())
         })
     });

@@ -8,18 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncore::{Channel, Dispatcher, Family, Map};
-use util::{any_address, block_on, listener, socket_pair, Log, Recorder};
+use util::{any_address, block_on, closed_port, listener, socket_pair, Log, Recorder};
 
 /// A refused TCP connect reaches handle_error with the OS error (B39); the loop ends normally.
 #[test]
 fn refused_connect_reaches_handle_error() {
     block_on(async {
-        // A port that was just free: bind, read the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = closed_port();
         let map = Map::new();
         let log = Log::default();
         let mut client = Channel::create_socket(Family::Inet).unwrap();
@@ -48,11 +43,7 @@ fn refused_connect_error_has_context() {
         }
     }
     block_on(async {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = closed_port();
         let map = Map::new();
         let text = Arc::new(Mutex::new(String::new()));
         let mut client = Channel::create_socket(Family::Inet).unwrap();

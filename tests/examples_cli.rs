@@ -246,11 +246,7 @@ fn http_client_fetches_raw_response() {
 
 #[test]
 fn http_client_errors_are_one_line() {
-    let closed = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = util::closed_port();
     let refused = format!("http://127.0.0.1:{closed}/");
     for args in [
         vec!["ftp://example/"],

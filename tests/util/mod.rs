@@ -64,6 +64,14 @@ pub fn any_address(family: Family) -> Address {
     }
 }
 
+/// A loopback TCP port that was free a moment ago: connecting to it is refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// A listening channel on a fresh address, and the address clients connect to.
 pub fn listener(family: Family) -> io::Result<(Channel, Address)> {
     let mut channel = Channel::create_socket(family)?;
@@ -109,6 +117,15 @@ impl Log {
     }
     pub fn contains(&self, entry: &str) -> bool {
         self.count(entry) > 0
+    }
+    /// Asserts that an entry starting with `first` was logged before one starting with `then`.
+    pub fn assert_order(&self, first: &str, then: &str) {
+        let entries = self.entries();
+        let at = |prefix: &str| entries.iter().position(|e| e.starts_with(prefix));
+        match (at(first), at(then)) {
+            (Some(a), Some(b)) if a < b => {}
+            _ => panic!("expected {first:?} before {then:?}: {entries:?}"),
+        }
     }
 }
 
