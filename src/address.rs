@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 /// The address family of a channel's socket: asyncore's `socket.AF_INET`, `AF_INET6`, `AF_UNIX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// TCP over IPv4 (`AF_INET`).
+    /// IPv4 (`AF_INET`): TCP, or UDP for a datagram channel.
     Inet,
-    /// TCP over IPv6 (`AF_INET6`).
+    /// IPv6 (`AF_INET6`): TCP, or UDP for a datagram channel.
     Inet6,
-    /// Unix stream sockets (`AF_UNIX`).
+    /// Unix sockets (`AF_UNIX`), stream or datagram.
     Unix,
 }
 
