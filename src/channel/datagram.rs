@@ -97,9 +97,11 @@ impl Channel {
     ///   [`connected`](Channel::connected) becomes true. Sends work from the moment `connect`
     ///   returns.
     /// - Errors on a datagram channel are never a disconnect: `ECONNREFUSED` (a connected UDP
-    ///   socket's peer has no listener, reported by a later send or receive) reaches
-    ///   `handle_error` like any other error, with context, and the channel stays usable if the
-    ///   handler lets it.
+    ///   socket's peer has no listener) reaches `handle_error` like any other error, with
+    ///   context, and the channel stays usable if the handler lets it. It is reported by the
+    ///   next send: Tokio turns a pending socket error alone into no readiness, so a channel
+    ///   that only waits to read does not wake for it (asyncore's `select` would call it
+    ///   readable).
     ///
     /// # Errors
     /// What `socket(2)` reports, e.g. `EMFILE`; `Other` when no Tokio runtime is running (a
