@@ -98,10 +98,9 @@ impl Channel {
     ///   returns.
     /// - Errors on a datagram channel are never a disconnect: `ECONNREFUSED` (a connected UDP
     ///   socket's peer has no listener) reaches `handle_error` like any other error, with
-    ///   context, and the channel stays usable if the handler lets it. It is reported by the
-    ///   next send: Tokio turns a pending socket error alone into no readiness, so a channel
-    ///   that only waits to read does not wake for it (asyncore's `select` would call it
-    ///   readable).
+    ///   context, and the channel stays usable if the handler lets it. As with asyncore's
+    ///   `select`, a pending socket error makes the channel readable, and the next receive
+    ///   (or send) returns it.
     ///
     /// # Errors
     /// What `socket(2)` reports, e.g. `EMFILE`; `Other` when no Tokio runtime is running (a
@@ -112,8 +111,8 @@ impl Channel {
             let socket = socket2::Socket::new(family.domain(), socket2::Type::DGRAM, None)?;
             socket.set_nonblocking(true)?;
             Ok(match family {
-                Family::Unix => Datagram::Unix(tokio::net::UnixDatagram::from_std(socket.into())?),
-                _ => Datagram::Udp(tokio::net::UdpSocket::from_std(socket.into())?),
+                Family::Unix => Datagram::unix(tokio::net::UnixDatagram::from_std(socket.into())?),
+                _ => Datagram::udp(tokio::net::UdpSocket::from_std(socket.into())?),
             })
         };
         let socket =
@@ -128,13 +127,13 @@ impl Channel {
             Ok(addr) if addr.is_ipv6() => Family::Inet6,
             _ => Family::Inet,
         };
-        Channel::from_datagram(family, Datagram::Udp(socket))
+        Channel::from_datagram(family, Datagram::udp(socket))
     }
 
     /// Adopts a Tokio Unix datagram socket (see [`Channel::from_udp`]); both ends of
     /// `UnixDatagram::pair()` are connected.
     pub fn from_unix_datagram(socket: tokio::net::UnixDatagram) -> Channel {
-        Channel::from_datagram(Family::Unix, Datagram::Unix(socket))
+        Channel::from_datagram(Family::Unix, Datagram::unix(socket))
     }
 
     fn from_datagram(family: Family, socket: Datagram) -> Channel {
@@ -274,9 +273,14 @@ impl Channel {
         max: usize,
         from: bool,
     ) -> io::Result<(Bytes, Option<Address>)> {
-        let Io::Datagram(socket) = &self.io else {
+        let what = if from { "recvfrom" } else { "recv" };
+        let Io::Datagram(socket) = &mut self.io else {
             unreachable!("the caller checked the socket type")
         };
+        if let Some(error) = socket.take_pending_error() {
+            self.progress = true;
+            return Err(context(error, what));
+        }
         let room = max.saturating_add(1);
         let mut buf = std::mem::take(&mut self.read_buf);
         buf.reserve(room);
@@ -291,7 +295,6 @@ impl Channel {
         let data = buf.split().freeze();
         self.read_buf = buf;
         self.progress = true;
-        let what = if from { "recvfrom" } else { "recv" };
         match result {
             Ok((n, sender)) if n > max => {
                 let origin = match &sender {

@@ -6,12 +6,21 @@
 //! datagram per read event is called again at once while more are queued, and the event after
 //! the last one finds `WouldBlock` ("nothing to do").
 //!
+//! A pending socket error (`ECONNREFUSED` on a connected UDP socket whose peer has no
+//! listener, from an ICMP message) is readiness too, as in asyncore's `select`: Tokio's
+//! receive readiness leaves it out (`EPOLLERR` comes without `EPOLLIN`), so the socket also
+//! waits for Tokio's `ERROR` readiness while it waits to read, and the next receive returns the
+//! error.
+//!
 //! Receives read into the spare capacity of the caller's buffer (no zeroing). Tokio reports no
 //! `MSG_TRUNC`, so the channel detects truncation by offering one byte more than it was asked
 //! for (see `Channel::recvfrom`).
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::task::Context;
 
 use bytes::BufMut;
@@ -20,29 +29,56 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use crate::address::Address;
 use crate::event::{Interest, Ready};
 
-pub(crate) enum Datagram {
-    Udp(UdpSocket),
-    Unix(UnixDatagram),
+pub(crate) struct Datagram {
+    socket: Socket,
+    /// Waits for Tokio's `ERROR` readiness (made when first needed, dropped when it fires).
+    error_wait: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    /// `ERROR` readiness was seen and the error not yet collected by a receive.
+    error_ready: bool,
 }
 
+/// Shared with the error waiter, which needs a socket of its own to await.
+enum Socket {
+    Udp(Rc<UdpSocket>),
+    Unix(Rc<UnixDatagram>),
+}
+
+use Socket::{Udp, Unix};
+
 impl Datagram {
-    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
+    pub(crate) fn udp(socket: UdpSocket) -> Datagram {
+        Datagram::new(Udp(Rc::new(socket)))
+    }
+
+    pub(crate) fn unix(socket: UnixDatagram) -> Datagram {
+        Datagram::new(Unix(Rc::new(socket)))
+    }
+
+    fn new(socket: Socket) -> Datagram {
+        Datagram {
+            socket,
+            error_wait: None,
+            error_ready: false,
+        }
+    }
+
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // As for streams, an `Err` (runtime shutting down) counts as ready so that the next
         // operation reports it.
         let mut ready = Ready::NONE;
         if want.is_read() {
-            let polled = match self {
-                Datagram::Udp(s) => s.poll_recv_ready(cx),
-                Datagram::Unix(s) => s.poll_recv_ready(cx),
+            let polled = match &self.socket {
+                Udp(s) => s.poll_recv_ready(cx),
+                Unix(s) => s.poll_recv_ready(cx),
             };
-            if polled.is_ready() {
+            if polled.is_ready() || self.poll_error(cx) {
                 ready = ready | Ready::READ;
             }
         }
         if want.is_write() {
-            let polled = match self {
-                Datagram::Udp(s) => s.poll_send_ready(cx),
-                Datagram::Unix(s) => s.poll_send_ready(cx),
+            let polled = match &self.socket {
+                Udp(s) => s.poll_send_ready(cx),
+                Unix(s) => s.poll_send_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::WRITE;
@@ -51,35 +87,78 @@ impl Datagram {
         ready
     }
 
+    /// Whether a socket error is pending; registers for a wake-up when there is none.
+    fn poll_error(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.error_ready {
+            return true;
+        }
+        let wait = self.error_wait.get_or_insert_with(|| match &self.socket {
+            Udp(s) => {
+                let s = Rc::clone(s);
+                Box::pin(async move {
+                    let _ = s.ready(tokio::io::Interest::ERROR).await;
+                })
+            }
+            Unix(s) => {
+                let s = Rc::clone(s);
+                Box::pin(async move {
+                    let _ = s.ready(tokio::io::Interest::ERROR).await;
+                })
+            }
+        });
+        if wait.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.error_wait = None;
+        self.error_ready = true;
+        true
+    }
+
+    /// The pending socket error, if `ERROR` readiness was seen: collected (`SO_ERROR`), and the
+    /// readiness cleared so that the next error wakes the channel again.
+    pub(crate) fn take_pending_error(&mut self) -> Option<io::Error> {
+        if !std::mem::take(&mut self.error_ready) {
+            return None;
+        }
+        let error = self.take_error().unwrap_or_else(Some);
+        // An operation that "would block" is how Tokio clears a readiness bit.
+        let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+        let _ = match &self.socket {
+            Udp(s) => s.try_io(tokio::io::Interest::ERROR, would_block),
+            Unix(s) => s.try_io(tokio::io::Interest::ERROR, would_block),
+        };
+        error
+    }
+
     pub(crate) fn fd(&self) -> RawFd {
-        match self {
-            Datagram::Udp(s) => s.as_raw_fd(),
-            Datagram::Unix(s) => s.as_raw_fd(),
+        match &self.socket {
+            Udp(s) => s.as_raw_fd(),
+            Unix(s) => s.as_raw_fd(),
         }
     }
 
     pub(crate) fn sock_ref(&self) -> socket2::SockRef<'_> {
-        match self {
-            Datagram::Udp(s) => socket2::SockRef::from(s),
-            Datagram::Unix(s) => socket2::SockRef::from(s),
+        match &self.socket {
+            Udp(s) => socket2::SockRef::from(&**s),
+            Unix(s) => socket2::SockRef::from(&**s),
         }
     }
 
     /// Receives one datagram from the connected peer (or anyone, if unconnected) into `buf`.
     pub(crate) fn try_recv_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-        match self {
-            Datagram::Udp(s) => s.try_recv_buf(buf),
-            Datagram::Unix(s) => s.try_recv_buf(buf),
+        match &self.socket {
+            Udp(s) => s.try_recv_buf(buf),
+            Unix(s) => s.try_recv_buf(buf),
         }
     }
 
     /// Receives one datagram into `buf`, with its sender.
     pub(crate) fn try_recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, Address)> {
-        match self {
-            Datagram::Udp(s) => s
+        match &self.socket {
+            Udp(s) => s
                 .try_recv_buf_from(buf)
                 .map(|(n, from)| (n, Address::Inet(from))),
-            Datagram::Unix(s) => s
+            Unix(s) => s
                 .try_recv_buf_from(buf)
                 .map(|(n, from)| (n, Address::from_unix(&from.into()))),
         }
@@ -87,21 +166,21 @@ impl Datagram {
 
     /// Sends one datagram to the connected peer.
     pub(crate) fn try_send(&self, data: &[u8]) -> io::Result<usize> {
-        match self {
-            Datagram::Udp(s) => s.try_send(data),
-            Datagram::Unix(s) => s.try_send(data),
+        match &self.socket {
+            Udp(s) => s.try_send(data),
+            Unix(s) => s.try_send(data),
         }
     }
 
     /// Sends one datagram, gathered from `data`, to the connected peer.
     pub(crate) fn try_send_vectored(&self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Tokio has no vectored datagram send; `try_io` keeps its readiness cache right.
-        match self {
-            Datagram::Udp(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
-                socket2::SockRef::from(s).send_vectored(data)
+        match &self.socket {
+            Udp(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
+                socket2::SockRef::from(&**s).send_vectored(data)
             }),
-            Datagram::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
-                socket2::SockRef::from(s).send_vectored(data)
+            Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
+                socket2::SockRef::from(&**s).send_vectored(data)
             }),
         }
     }
@@ -109,9 +188,9 @@ impl Datagram {
     /// Sends one datagram to `target`, an address of the socket's family (checked by the
     /// caller).
     pub(crate) fn try_send_to(&self, data: &[u8], target: &Address) -> io::Result<usize> {
-        match (self, target) {
-            (Datagram::Udp(s), Address::Inet(addr)) => s.try_send_to(data, *addr),
-            (Datagram::Unix(s), Address::Unix(path)) => s.try_send_to(data, path),
+        match (&self.socket, target) {
+            (Udp(s), Address::Inet(addr)) => s.try_send_to(data, *addr),
+            (Unix(s), Address::Unix(path)) => s.try_send_to(data, path),
             (_, Address::Unnamed) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the sender is an unbound Unix datagram socket: it has no address to reply to",
@@ -124,16 +203,16 @@ impl Datagram {
     }
 
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
-        match self {
-            Datagram::Udp(s) => s.take_error(),
-            Datagram::Unix(s) => s.take_error(),
+        match &self.socket {
+            Udp(s) => s.take_error(),
+            Unix(s) => s.take_error(),
         }
     }
 
     pub(crate) fn peer_address(&self) -> io::Result<Address> {
-        match self {
-            Datagram::Udp(s) => s.peer_addr().map(Address::Inet),
-            Datagram::Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
+        match &self.socket {
+            Udp(s) => s.peer_addr().map(Address::Inet),
+            Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
         }
     }
 }
