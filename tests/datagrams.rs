@@ -623,3 +623,70 @@ fn send_without_a_peer_is_an_error() {
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
     });
 }
+
+/// After a refusal the channel goes quiet (the error is collected, not reported again and
+/// again) and stays usable: a second datagram is refused in turn, each with one read event.
+#[test]
+fn a_refused_channel_stays_usable_and_quiet() {
+    block_on(async {
+        let closed_port = {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        };
+        let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
+        channel.connect(closed_port).unwrap();
+        let log = Log::default();
+        let map = Map::new();
+        map.add(
+            channel,
+            Persistent {
+                log: log.clone(),
+                owed: 1,
+                refusals: 0,
+            },
+        )
+        .unwrap();
+        map.run().await.unwrap();
+        assert_eq!(
+            log.entries(),
+            ["send", "read", "refused", "send", "read", "refused"]
+        );
+    });
+}
+
+/// Sends a datagram whenever it owes one; on each refusal owes another, up to two refusals.
+struct Persistent {
+    log: Log,
+    owed: usize,
+    refusals: usize,
+}
+
+impl Dispatcher for Persistent {
+    fn writable(&self, _: &Channel) -> bool {
+        self.owed > 0
+    }
+    fn handle_connect(&mut self, _: &mut Channel) -> io::Result<()> {
+        Ok(())
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.log.push("send");
+        channel.send(b"anyone?")?;
+        self.owed -= 1;
+        Ok(())
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.log.push("read");
+        channel.recv(100)?;
+        Ok(())
+    }
+    fn handle_error(&mut self, channel: &mut Channel, error: io::Error) {
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused, "{error}");
+        self.log.push("refused");
+        self.refusals += 1;
+        if self.refusals == 2 {
+            channel.close();
+        } else {
+            self.owed += 1;
+        }
+    }
+}
