@@ -65,34 +65,40 @@ fn runtime() -> tokio::runtime::Runtime {
 /// Starts the asyncore server thread; returns its address.
 fn asyncore_server() -> SocketAddr {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        runtime().block_on(async move {
-            let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
-            channel.bind("127.0.0.1:0").unwrap();
-            tx.send(channel.local_addr().unwrap().as_inet().unwrap())
-                .unwrap();
-            let map = Map::new();
-            map.add(channel, EchoHandler::default()).unwrap();
-            map.run().await.unwrap();
+    let thread = std::thread::Builder::new().name("asyncore-udp".into());
+    thread
+        .spawn(move || {
+            runtime().block_on(async move {
+                let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
+                channel.bind("127.0.0.1:0").unwrap();
+                tx.send(channel.local_addr().unwrap().as_inet().unwrap())
+                    .unwrap();
+                let map = Map::new();
+                map.add(channel, EchoHandler::default()).unwrap();
+                map.run().await.unwrap();
+            })
         })
-    });
+        .unwrap();
     rx.recv().unwrap()
 }
 
 /// Starts the native Tokio server thread; returns its address.
 fn tokio_server() -> SocketAddr {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        runtime().block_on(async move {
-            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-            tx.send(socket.local_addr().unwrap()).unwrap();
-            let mut buf = vec![0u8; 65536];
-            loop {
-                let (n, from) = socket.recv_from(&mut buf).await.unwrap();
-                socket.send_to(&buf[..n], from).await.unwrap();
-            }
+    let thread = std::thread::Builder::new().name("tokio-udp".into());
+    thread
+        .spawn(move || {
+            runtime().block_on(async move {
+                let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                tx.send(socket.local_addr().unwrap()).unwrap();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+                    socket.send_to(&buf[..n], from).await.unwrap();
+                }
+            })
         })
-    });
+        .unwrap();
     rx.recv().unwrap()
 }
 
