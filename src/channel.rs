@@ -271,6 +271,9 @@ impl Channel {
     /// true. A connect that fails later (refused, unreachable) reaches `handle_error` with the
     /// OS error.
     ///
+    /// A datagram channel's connect fixes its peer at once (there is no handshake); it is
+    /// `connecting` only until the reactor runs `handle_connect`, and may send before that.
+    ///
     /// # Errors
     /// Errors known at once: a bad address, a family mismatch, `connect(2)` failing
     /// synchronously (e.g. `ECONNREFUSED` for a Unix socket nobody listens on); `Other` when no
