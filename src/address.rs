@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 /// The address family of a channel's socket: asyncore's `socket.AF_INET`, `AF_INET6`, `AF_UNIX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// TCP over IPv4 (`AF_INET`).
+    /// IPv4 (`AF_INET`): TCP, or UDP for a datagram channel.
     Inet,
-    /// TCP over IPv6 (`AF_INET6`).
+    /// IPv6 (`AF_INET6`): TCP, or UDP for a datagram channel.
     Inet6,
-    /// Unix stream sockets (`AF_UNIX`).
+    /// Unix sockets (`AF_UNIX`), stream or datagram.
     Unix,
 }
 
@@ -146,13 +146,13 @@ pub trait ToAddress {
 
 impl ToAddress for Address {
     fn to_address(&self, family: Family) -> io::Result<Address> {
-        check_family(self.clone(), family, &self.to_string())
+        check_family(self.clone(), family, || self.to_string())
     }
 }
 
 impl ToAddress for SocketAddr {
     fn to_address(&self, family: Family) -> io::Result<Address> {
-        check_family(Address::Inet(*self), family, &self.to_string())
+        check_family(Address::Inet(*self), family, || self.to_string())
     }
 }
 
@@ -188,11 +188,9 @@ impl ToAddress for String {
 
 impl ToAddress for Path {
     fn to_address(&self, family: Family) -> io::Result<Address> {
-        check_family(
-            Address::Unix(self.to_path_buf()),
-            family,
-            &self.display().to_string(),
-        )
+        check_family(Address::Unix(self.to_path_buf()), family, || {
+            self.display().to_string()
+        })
     }
 }
 
@@ -208,14 +206,22 @@ impl<T: ToAddress + ?Sized> ToAddress for &T {
     }
 }
 
-fn check_family(address: Address, family: Family, shown: &str) -> io::Result<Address> {
+/// `shown` is only called for the error: `sendto` converts its address on every datagram.
+fn check_family(
+    address: Address,
+    family: Family,
+    shown: impl FnOnce() -> String,
+) -> io::Result<Address> {
     let actual = Family::of(&address);
     if actual == family {
         Ok(address)
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("address {shown} is {actual:?}, but the socket is {family:?}"),
+            format!(
+                "address {} is {actual:?}, but the socket is {family:?}",
+                shown()
+            ),
         ))
     }
 }

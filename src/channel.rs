@@ -21,6 +21,10 @@
 //! | [`connect`](Channel::connect) | `handle_connect` may run inside `connect()` | `handle_connect` always runs from the reactor, before the first read or write callback |
 //! | [`close`](Channel::close) | leaves the map, closes the socket | the same; idempotent; never calls `handle_close` |
 //!
+//! Datagram channels (UDP, Unix datagram sockets) have their own rules: an empty datagram is
+//! not end of file, a datagram never arrives or leaves in part; see
+//! [`create_datagram_socket`](Channel::create_datagram_socket).
+//!
 //! After end of file the channel no longer asks for read readiness (Tokio keeps reporting a
 //! closed read side as ready forever, which would spin); `handle_close` runs at most once.
 
@@ -37,6 +41,8 @@ use crate::error::{closed_channel, context, is_disconnect, would_block};
 use crate::event::ChannelId;
 use crate::io::{Io, Listener, Stream};
 use crate::map::{Map, MapInner};
+
+mod datagram;
 
 /// A socket and its asyncore state, owned by the map once added.
 ///
@@ -211,10 +217,12 @@ impl Channel {
     /// message names the address.
     pub fn bind(&mut self, address: impl ToAddress) -> io::Result<()> {
         let address = address.to_address(self.family)?;
-        let socket = self.fresh("bind")?;
-        socket
-            .bind(&address.to_sockaddr()?)
-            .map_err(|e| context(e, format_args!("bind {address}")))?;
+        let sockaddr = address.to_sockaddr()?;
+        match &self.io {
+            Io::Datagram(socket) => socket.sock_ref().bind(&sockaddr),
+            _ => self.fresh("bind")?.bind(&sockaddr),
+        }
+        .map_err(|e| context(e, format_args!("bind {address}")))?;
         self.addr = Some(address);
         Ok(())
     }
@@ -263,12 +271,18 @@ impl Channel {
     /// true. A connect that fails later (refused, unreachable) reaches `handle_error` with the
     /// OS error.
     ///
+    /// A datagram channel's connect fixes its peer at once (there is no handshake); it is
+    /// `connecting` only until the reactor runs `handle_connect`, and may send before that.
+    ///
     /// # Errors
     /// Errors known at once: a bad address, a family mismatch, `connect(2)` failing
     /// synchronously (e.g. `ECONNREFUSED` for a Unix socket nobody listens on); `Other` when no
     /// Tokio runtime is running.
     pub fn connect(&mut self, address: impl ToAddress) -> io::Result<()> {
         let address = address.to_address(self.family)?;
+        if let Io::Datagram(_) = self.io {
+            return self.connect_datagram(address);
+        }
         let Io::Fresh(socket) = &self.io else {
             return Err(self.misuse("connect", "needs a fresh socket from create_socket"));
         };
@@ -294,6 +308,9 @@ impl Channel {
     /// Completes a pending connect: `Ok(true)` when connected, `Ok(false)` when the wake-up was
     /// early, `Err` with the OS error when the connect failed.
     pub(crate) fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Io::Datagram(_) = self.io {
+            return self.finish_datagram_connect();
+        }
         let Io::Stream(stream) = &self.io else {
             return Ok(false);
         };
@@ -349,11 +366,17 @@ impl Channel {
     /// (`ECONNRESET`, `EPIPE`, …, or the channel was never connected): then `handle_close` runs
     /// once the current callback returns, as asyncore's `send` calls it.
     ///
+    /// On a datagram channel ([`create_datagram_socket`](Channel::create_datagram_socket)),
+    /// `send` sends all of `data` as one datagram to the connected peer, or nothing: a full
+    /// send buffer is `Err(WouldBlock)`, since `Ok(0)` is an empty datagram sent; a channel
+    /// without a peer is `InvalidInput` (use [`sendto`](Channel::sendto)).
+    ///
     /// # Errors
     /// `NotConnected` on a closed channel; any other send error, with context.
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write(data),
+            Io::Datagram(_) => return self.send_datagram(&[io::IoSlice::new(data)]),
             Io::Closed => return Err(closed_channel("send")),
             _ => Err(io::ErrorKind::NotConnected.into()),
         };
@@ -365,6 +388,7 @@ impl Channel {
     pub fn send_vectored(&mut self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write_vectored(data),
+            Io::Datagram(_) => return self.send_datagram(data),
             Io::Closed => return Err(closed_channel("send")),
             _ => Err(io::ErrorKind::NotConnected.into()),
         };
@@ -397,7 +421,14 @@ impl Channel {
     /// `WouldBlock` when nothing is there yet (a spurious wake-up): return it from the
     /// callback with `?` and the reactor treats it as "nothing to do", never as an error.
     /// `NotConnected` on a closed channel; other receive errors with context.
+    ///
+    /// On a datagram channel, `recv` takes one datagram (empty `Bytes` for an empty datagram,
+    /// never end of file), and a datagram longer than `max` is an `InvalidData` error, not a
+    /// silently shortened datagram; see [`recvfrom`](Channel::recvfrom).
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
+        if let Io::Datagram(_) = self.io {
+            return self.receive_datagram(max, false).map(|(data, _)| data);
+        }
         let mut buf = std::mem::take(&mut self.read_buf);
         buf.reserve(max);
         let result = self.recv_buf(&mut (&mut buf).limit(max));
@@ -408,13 +439,16 @@ impl Channel {
 
     /// Receives into `buf`'s spare capacity, appending at most `buf.remaining_mut()` bytes;
     /// returns the count, 0 at end of file or on a disconnect. Same rules as
-    /// [`recv`](Channel::recv).
+    /// [`recv`](Channel::recv). On a datagram channel it takes one datagram of at most
+    /// `buf.remaining_mut()` bytes, and at most 64 KiB (every UDP datagram fits; larger Unix
+    /// datagrams need `recv` or `recvfrom` with a larger `max`).
     pub fn recv_buf<B: BufMut>(&mut self, buf: &mut B) -> io::Result<usize> {
         if !buf.has_remaining_mut() {
             return Ok(0);
         }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read_buf(buf),
+            Io::Datagram(_) => return self.recv_datagram_buf(buf),
             Io::Closed => return Err(closed_channel("recv")),
             _ => Err(io::ErrorKind::NotConnected.into()),
         };
@@ -428,6 +462,7 @@ impl Channel {
         }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read(buf),
+            Io::Datagram(_) => return self.recv_datagram_buf(&mut &mut *buf),
             Io::Closed => return Err(closed_channel("recv")),
             _ => Err(io::ErrorKind::NotConnected.into()),
         };

@@ -17,6 +17,9 @@
 //!   `ENOBUFS`, `ENOMEM`) is logged and retried after a pause instead of spinning or closing
 //!   the listener (asyncore's defect S10).
 //!
+//! - **Datagram**: a `tokio::net::UdpSocket` or `UnixDatagram` (module `datagram`), from
+//!   `create_datagram_socket` on: usable at once, bound or not, connected or not.
+//!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
 //! budget, so a channel that is always ready still yields to other tasks.
 
@@ -35,6 +38,10 @@ use tokio::time::Sleep;
 use crate::address::Address;
 use crate::event::{Interest, Ready};
 
+mod datagram;
+
+pub(crate) use datagram::Datagram;
+
 /// How long a listener pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -42,6 +49,7 @@ pub(crate) enum Io {
     Fresh(socket2::Socket),
     Stream(Stream),
     Listener(Listener),
+    Datagram(Datagram),
     Closed,
 }
 
@@ -67,6 +75,7 @@ impl Io {
         let ready = match self {
             Io::Stream(stream) => stream.poll_ready(cx, want),
             Io::Listener(listener) if want.is_read() => listener.poll_ready(cx),
+            Io::Datagram(socket) => socket.poll_ready(cx, want),
             _ => Ready::NONE,
         };
         if ready.is_empty() {
@@ -85,6 +94,7 @@ impl Io {
                 ListenerSocket::Tcp(s) => s.as_raw_fd(),
                 ListenerSocket::Unix(s) => s.as_raw_fd(),
             }),
+            Io::Datagram(socket) => Some(socket.fd()),
             Io::Closed => None,
         }
     }
@@ -99,6 +109,7 @@ impl Io {
                 ListenerSocket::Tcp(s) => socket2::SockRef::from(s),
                 ListenerSocket::Unix(s) => socket2::SockRef::from(s),
             },
+            Io::Datagram(socket) => socket.sock_ref(),
             Io::Closed => return None,
         })
     }

@@ -82,6 +82,16 @@
 //! `WouldBlock`: a handler that reads part of the data is called again at once, exactly as
 //! asyncore's level-triggered `select` would.
 //!
+//! # Buffered output and datagrams
+//!
+//! - [`SendBuffer`]: asyncore's `dispatcher_with_send` output buffer as a part any dispatcher
+//!   can own (queue, then send one chunk of at most 64 KiB per write event), with asyncio's
+//!   high and low water marks so that a slow reader cannot make it grow without bound.
+//! - Datagram channels: [`Channel::create_datagram_socket`] for UDP over IPv4 and IPv6 and
+//!   Unix datagram sockets, with [`Channel::sendto`] and [`Channel::recvfrom`]; one datagram
+//!   per receive, empty datagrams are not end of file, truncation and oversize datagrams are
+//!   errors that say so.
+//!
 //! # Watching it
 //!
 //! Everything is traced with [`tracing`] and silent until a subscriber is installed. Each
@@ -116,6 +126,7 @@ mod handover;
 mod io;
 mod map;
 mod pass;
+mod send_buffer;
 mod work;
 
 pub use address::{Address, Family, ToAddress};
@@ -127,6 +138,7 @@ pub use handle::{ChannelHandle, MapHandle};
 pub use handover::NativeStream;
 pub use map::{socket_map, Map};
 pub use pass::Pass;
+pub use send_buffer::{SendBuffer, SEND_CHUNK};
 pub use work::Work;
 
 /// Re-exported for [`Channel::socket`]'s socket options.

@@ -370,3 +370,102 @@ fn migration_steps_all_echo() {
         }
     }
 }
+
+fn udp_echo_server(args: &[&str]) -> Program {
+    let mut command = Command::new(example("udp_echo_server"));
+    command.args(args);
+    Program::start(command)
+}
+
+fn udp_client(server: std::net::SocketAddr) -> std::net::UdpSocket {
+    let local = if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let socket = std::net::UdpSocket::bind(local).unwrap();
+    socket.set_read_timeout(Some(LIMIT)).unwrap();
+    socket
+}
+
+/// Sends `data` to `server` and checks that it comes back unchanged, from the server.
+fn udp_round_trip(socket: &std::net::UdpSocket, server: std::net::SocketAddr, data: &[u8]) {
+    socket.send_to(data, server).unwrap();
+    let mut echo = vec![0u8; 65536];
+    let (n, from) = socket.recv_from(&mut echo).unwrap();
+    assert_eq!(from, server);
+    assert!(
+        echo[..n] == data[..],
+        "{} bytes came back for {}",
+        n,
+        data.len()
+    );
+}
+
+/// Every datagram comes back to its sender unchanged: empty, small, the largest UDP datagram,
+/// and a burst in order; two senders are kept apart; SIGTERM and SIGINT end it with status 0
+/// and nothing on stderr.
+#[test]
+fn udp_echo_server_echoes_then_exits_on_signals() {
+    for signal in ["TERM", "INT"] {
+        let server = udp_echo_server(&["127.0.0.1:0"]);
+        let socket = udp_client(server.address);
+        let largest: Vec<u8> = (0..65507u32).map(|i| (i % 249) as u8).collect();
+        for data in [&b""[..], b"hello", &largest, b""] {
+            udp_round_trip(&socket, server.address, data);
+        }
+        let other = udp_client(server.address);
+        for i in 0..100u32 {
+            socket.send_to(&i.to_be_bytes(), server.address).unwrap();
+            other
+                .send_to(&(1000 + i).to_be_bytes(), server.address)
+                .unwrap();
+        }
+        for (client, base) in [(&socket, 0u32), (&other, 1000)] {
+            for i in 0..100u32 {
+                let mut echo = [0u8; 8];
+                let n = client.recv(&mut echo).unwrap();
+                assert_eq!(&echo[..n], &(base + i).to_be_bytes(), "in order per sender");
+            }
+        }
+        let (status, stderr) = server.stop(signal);
+        assert!(status.success(), "{signal}: {status:?} {stderr}");
+        assert_eq!(stderr, "");
+    }
+}
+
+/// UDP over IPv6, with IPv6's largest datagram.
+#[test]
+fn udp_echo_server_on_ipv6() {
+    let server = udp_echo_server(&["[::1]:0"]);
+    assert!(server.address.is_ipv6());
+    let socket = udp_client(server.address);
+    let largest: Vec<u8> = (0..65527u32).map(|i| (i % 241) as u8).collect();
+    for data in [&b"over six"[..], b"", &largest] {
+        udp_round_trip(&socket, server.address, data);
+    }
+}
+
+/// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
+#[test]
+fn udp_echo_server_errors_are_one_line() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+        (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
+    ] {
+        let mut command = Command::new(example("udp_echo_server"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("udp_echo_server: ") && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+}
