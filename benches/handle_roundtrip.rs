@@ -31,19 +31,28 @@ impl Dispatcher for Counter {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Starts a map with one `Counter` channel on its own thread; returns a handle to the channel
 /// and the sender that stops the map.
-fn map_thread() -> (asyncore::ChannelHandle, oneshot::Sender<()>, std::thread::JoinHandle<()>) {
+fn map_thread() -> (
+    asyncore::ChannelHandle,
+    oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let (ready, handle) = std::sync::mpsc::channel();
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         runtime().block_on(async move {
             let map = Map::new();
             let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
-            let id = map.add(Channel::from_unix(ours), Counter { count: 0 }).unwrap();
+            let id = map
+                .add(Channel::from_unix(ours), Counter { count: 0 })
+                .unwrap();
             ready.send(map.handle().channel(id)).unwrap();
             map.serve(async {
                 let _ = stopped.await;
@@ -57,7 +66,10 @@ fn map_thread() -> (asyncore::ChannelHandle, oneshot::Sender<()>, std::thread::J
 }
 
 /// The native equivalent: an actor task owning the counter, asked through mpsc + oneshot.
-fn actor_thread() -> (mpsc::UnboundedSender<oneshot::Sender<u64>>, std::thread::JoinHandle<()>) {
+fn actor_thread() -> (
+    mpsc::UnboundedSender<oneshot::Sender<u64>>,
+    std::thread::JoinHandle<()>,
+) {
     let (requests, mut inbox) = mpsc::unbounded_channel::<oneshot::Sender<u64>>();
     let thread = std::thread::spawn(move || {
         runtime().block_on(async move {
