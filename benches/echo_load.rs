@@ -451,7 +451,12 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
     for server in servers {
         server.stop()?;
     }
-    let _ = std::fs::remove_dir_all(&out);
+    // ECHO_LOAD_KEEP=1 keeps the dumps for `callgrind_annotate`.
+    if std::env::var_os("ECHO_LOAD_KEEP").is_some() {
+        let _ = writeln!(text, "\ncallgrind dumps kept in {}", out.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&out);
+    }
     print!("{text}");
     Ok(())
 }
@@ -605,7 +610,8 @@ impl Server {
     fn callgrind(&self, what: &str) -> io::Result<()> {
         run(Command::new("callgrind_control")
             .arg(what)
-            .arg(self.pid.to_string()))
+            .arg(self.pid.to_string())
+            .stdout(Stdio::null()))
     }
 
     /// Dumps the counters and returns the instructions since the last zeroing.
@@ -682,17 +688,17 @@ impl Drop for Server {
     }
 }
 
-/// The release build of example `name`, built now if it is missing.
+/// The release build of example `name`, brought up to date first (`cargo bench` builds the
+/// bench, not the examples; a stale server would measure old code).
 fn example(name: &str) -> io::Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let path = target.join("release/examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        run(Command::new(cargo).args(["build", "--release", "--example", name]))?;
-    }
-    Ok(path)
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR")))?;
+    Ok(target.join("release/examples").join(name))
 }
 
 /// Pins every thread of process `pid` to `cpus` (a `taskset` list).
