@@ -20,8 +20,8 @@
 //! messages gives CPU per message. The connect point runs a few workers that connect, echo
 //! one 64 B message, half-close and wait for the server's close. C=1 points pin the server
 //! and the generator to CPU 0 (`taskset`): unpinned, waking the other vCPU dominates.
-//! The idle point opens 1000 connections to a fresh server, echoes once on each, and reports
-//! the growth of the server's VmRSS per connection.
+//! The idle point opens 4000 connections (1000 in quick mode) to a fresh server, echoes once on
+//! each, and reports the growth of the server's VmRSS per connection.
 //!
 //! The callgrind mode runs both servers under `valgrind --tool=callgrind`, zeroes the counters
 //! (`callgrind_control -z`) when the window opens, dumps them (`-d`) when it closes, and divides
@@ -156,16 +156,20 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
     for server in servers {
         server.stop()?;
     }
-    if filters.is_empty() || filters.iter().any(|f| "idle".contains(f)) {
-        let conns = 1000;
-        let mut per_conn = Vec::new();
-        for name in SERVERS {
-            let server = Server::start(name, None)?;
-            let bytes = runtime.block_on(idle_memory(&server, conns))?;
-            server.stop()?;
-            per_conn.push(bytes);
+    if filters.is_empty() || filters.contains(&"idle") {
+        // RSS moves in pages and with the allocator's bins: many connections, fresh servers,
+        // several rounds.
+        let conns = if quick { 1000 } else { 4000 };
+        let mut per_conn = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (i, name) in SERVERS.into_iter().enumerate() {
+                let server = Server::start(name, None)?;
+                let bytes = runtime.block_on(idle_memory(&server, conns))?;
+                server.stop()?;
+                per_conn[i].push(bytes);
+            }
         }
-        table.idle(conns, per_conn[0], per_conn[1]);
+        table.idle(conns, median(&per_conn[0]), median(&per_conn[1]));
     }
     print!("{}", table.text);
     Ok(())

@@ -244,7 +244,7 @@ impl Channel {
         });
         match listened {
             Ok(listener) => {
-                self.io = Io::Listener(listener);
+                self.io = Io::Listener(Box::new(listener));
                 self.accepting = true;
                 Ok(())
             }

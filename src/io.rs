@@ -55,7 +55,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) enum Io {
     Fresh(socket2::Socket),
     Stream(Stream),
-    Listener(Listener),
+    /// Boxed: a listener is three times the size of a stream, and every channel pays for the
+    /// largest variant (memory per idle connection).
+    Listener(Box<Listener>),
     Closed,
 }
 
