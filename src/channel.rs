@@ -75,11 +75,16 @@ pub struct Channel {
     pub(crate) eof_pending: bool,
     /// Whether the current callback touched the socket (spin detection).
     pub(crate) progress: bool,
-    read_buf: BytesMut,
     /// When `handle_timeout` runs, if set (see `work.rs`).
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// Work started with `spawn`/`call_later`, aborted on close.
     pub(crate) work: Vec<tokio::task::AbortHandle>,
+}
+
+thread_local! {
+    /// The buffer `recv` reads into, shared by the thread's channels: callbacks run one at a
+    /// time, so one buffer serves them all.
+    static RECV_BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }
 
 impl Channel {
@@ -133,7 +138,6 @@ impl Channel {
             close_pending: false,
             eof_pending: false,
             progress: false,
-            read_buf: BytesMut::new(),
             deadline: None,
             work: Vec::new(),
         }
@@ -386,8 +390,10 @@ impl Channel {
 
     /// Receives up to `max` bytes: asyncore's `recv(buffer_size)`.
     ///
-    /// Reads into spare capacity of a buffer the channel keeps, so a handler that drops the
-    /// returned `Bytes` before the next `recv` reuses one allocation and nothing is zeroed.
+    /// Reads into spare capacity of a buffer that all channels of the thread share, so a handler
+    /// that drops the returned `Bytes` before the next `recv` reuses one allocation, nothing is
+    /// zeroed, and an idle channel holds no receive buffer at all (a handler that keeps the
+    /// `Bytes` keeps its part of that buffer alive; the next `recv` then starts a new one).
     ///
     /// Returns empty `Bytes` at end of file or on a disconnect; once the current callback
     /// returns, `handle_read_eof` (end of file; by default it leads to `handle_close`) or
@@ -398,12 +404,12 @@ impl Channel {
     /// callback with `?` and the reactor treats it as "nothing to do", never as an error.
     /// `NotConnected` on a closed channel; other receive errors with context.
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
-        let mut buf = std::mem::take(&mut self.read_buf);
-        buf.reserve(max);
-        let result = self.recv_buf(&mut (&mut buf).limit(max));
-        let data = buf.split().freeze();
-        self.read_buf = buf;
-        result.map(|_| data)
+        RECV_BUFFER.with_borrow_mut(|buf| {
+            buf.reserve(max);
+            let result = self.recv_buf(&mut (&mut *buf).limit(max));
+            let data = buf.split().freeze();
+            result.map(|_| data)
+        })
     }
 
     /// Receives into `buf`'s spare capacity, appending at most `buf.remaining_mut()` bytes;
@@ -499,7 +505,6 @@ impl Channel {
         self.connected = false;
         self.connecting = false;
         self.io = Io::Closed;
-        self.read_buf = BytesMut::new();
         self.deadline = None;
         self.cancel_work();
         if let Some(map) = self.map.upgrade() {
