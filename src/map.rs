@@ -158,7 +158,13 @@ impl Map {
         if was_empty {
             self.inner.shared.set_empty(false);
         }
-        self.inner.local.spawn_local(drive(entry).instrument(span));
+        // Without a subscriber that wants the span, entering and leaving it on every poll is
+        // pure cost; the task then runs bare.
+        if span.is_disabled() {
+            self.inner.local.spawn_local(drive(entry));
+        } else {
+            self.inner.local.spawn_local(drive(entry).instrument(span));
+        }
         Ok(id)
     }
 
