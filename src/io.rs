@@ -18,7 +18,8 @@
 //!   the listener (asyncore's defect S10).
 //!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
-//! budget, so a channel that is always ready still yields to other tasks.
+//! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
+//! this: it charges the budget itself only for wake-ups that are not readiness).
 
 use std::future::Future;
 use std::io;
@@ -246,7 +247,16 @@ impl Listener {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Ready {
         if self.stash.is_some() {
-            return Ready::READ;
+            // Readiness without a poll of the socket: charge it to the cooperative budget as
+            // the socket's own readiness poll would be, so that a dispatcher that never
+            // accepts still lets the rest of the thread run.
+            return match tokio::task::coop::poll_proceed(cx) {
+                Poll::Ready(progress) => {
+                    progress.made_progress();
+                    Ready::READ
+                }
+                Poll::Pending => Ready::NONE,
+            };
         }
         if let Some(backoff) = &mut self.backoff {
             if backoff.as_mut().poll(cx).is_pending() {
