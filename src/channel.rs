@@ -405,7 +405,11 @@ impl Channel {
     /// `NotConnected` on a closed channel; other receive errors with context.
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
         RECV_BUFFER.with_borrow_mut(|buf| {
-            buf.reserve(max);
+            if buf.capacity() < max {
+                // Room for many reads at once: the buffer is reclaimed (or replaced, if a
+                // handler kept its last `Bytes`) once per many messages, not once per message.
+                buf.reserve(max.saturating_mul(2));
+            }
             let result = self.recv_buf(&mut (&mut *buf).limit(max));
             let data = buf.split().freeze();
             result.map(|_| data)
