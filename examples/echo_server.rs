@@ -9,7 +9,7 @@
 //! SYNs, which come back a second later); reads take up to 64 KiB, not 1 KiB; and `handle_read`
 //! sends at once what the socket takes, as `dispatcher_with_send` does, instead of waiting for
 //! the next writable event. `recv` reads into a buffer the thread's channels share, and a
-//! handler keeps only what the socket did not take, so an idle connection holds no buffer.
+//! handler keeps only what the socket did not take: an idle connection holds no receive buffer.
 //! One addition the command-line contract asks for: a handler whose peer has finished sending
 //! flushes what it still owes before it closes (`handle_read_eof`, which asyncore lacks).
 

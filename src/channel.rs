@@ -81,6 +81,10 @@ pub struct Channel {
     pub(crate) work: Vec<tokio::task::AbortHandle>,
 }
 
+/// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
+/// on the shared buffer (which holds two reads).
+const RECV_LIMIT: usize = 1 << 20;
+
 thread_local! {
     /// The buffer `recv` reads into, shared by the thread's channels: callbacks run one at a
     /// time, so one buffer serves them all.
@@ -394,6 +398,8 @@ impl Channel {
     /// that drops the returned `Bytes` before the next `recv` reuses one allocation, nothing is
     /// zeroed, and an idle channel holds no receive buffer at all (a handler that keeps the
     /// `Bytes` keeps its part of that buffer alive; the next `recv` then starts a new one).
+    /// One call reads at most 1 MiB, whatever `max` says (Python would allocate `max` bytes):
+    /// like any short read, the rest comes with the next read event.
     ///
     /// Returns empty `Bytes` at end of file or on a disconnect; once the current callback
     /// returns, `handle_read_eof` (end of file; by default it leads to `handle_close`) or
@@ -404,6 +410,7 @@ impl Channel {
     /// callback with `?` and the reactor treats it as "nothing to do", never as an error.
     /// `NotConnected` on a closed channel; other receive errors with context.
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
+        let max = max.min(RECV_LIMIT);
         RECV_BUFFER.with_borrow_mut(|buf| {
             if buf.capacity() < max {
                 // Room for many reads at once: the buffer is reclaimed (or replaced, if a

@@ -148,6 +148,50 @@ fn data_after_a_short_read_is_read_tcp() {
     });
 }
 
+/// Reads whatever is there with a `max` of `usize::MAX`.
+struct Greedy {
+    got: Rc<RefCell<Vec<u8>>>,
+}
+
+impl Dispatcher for Greedy {
+    fn writable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let data = channel.recv(usize::MAX)?;
+        self.got.borrow_mut().extend_from_slice(&data);
+        Ok(())
+    }
+}
+
+/// A `max` beyond any buffer is a bound, not an allocation: no panic, every byte arrives.
+#[test]
+fn recv_with_a_huge_max_reads_everything() {
+    block_on(async {
+        let (channel, mut peer) = socket_pair();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+        let map = Map::new();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        map.add(channel, Greedy { got: got.clone() }).unwrap();
+        let writer = {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                peer.write_all(&data).unwrap();
+                peer.shutdown(std::net::Shutdown::Write).unwrap();
+                peer
+            })
+        };
+        map.run().await.unwrap();
+        let _peer = writer.join().unwrap();
+        assert!(
+            *got.borrow() == data,
+            "{} of {} bytes",
+            got.borrow().len(),
+            data.len()
+        );
+    });
+}
+
 /// The shared buffer is per thread: two maps on two threads read at once without mixing data.
 #[test]
 fn maps_on_two_threads_do_not_share_a_buffer() {
