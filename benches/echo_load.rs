@@ -418,6 +418,14 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
             5 * scale,
         ),
         (Point::Echo { conns: 1, size: 64 }, 200, 1000 * scale),
+        (
+            Point::Echo {
+                conns: 1,
+                size: 64 * 1024,
+            },
+            20,
+            100 * scale,
+        ),
         (Point::Connect { workers: 8 }, 20, 50 * scale),
     ];
     let rounds = if quick { 1 } else { 2 };
@@ -477,9 +485,11 @@ async fn counted(
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
-            let (conns, streams) = match point {
-                Point::Echo { conns, .. } => (conns, connect_all(server.address, conns).await?),
-                Point::Connect { workers } => (workers, Vec::new()),
+            let (conns, size, streams) = match point {
+                Point::Echo { conns, size } => {
+                    (conns, size, connect_all(server.address, conns).await?)
+                }
+                Point::Connect { workers } => (workers, 64, Vec::new()),
             };
             let barrier = Rc::new(Barrier::new(conns + 1));
             let mut tasks = Vec::new();
@@ -489,7 +499,7 @@ async fn counted(
                 let stream = streams.next();
                 let address = server.address;
                 tasks.push(tokio::task::spawn_local(async move {
-                    let mut message = Message::new(64, id as u64);
+                    let mut message = Message::new(size, id as u64);
                     let mut stream = stream;
                     for _ in 0..warmup {
                         step(stream.as_mut(), address, &mut message).await?;
