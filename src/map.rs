@@ -311,7 +311,9 @@ impl Map {
     }
 
     /// Runs the map until it is empty or `stop` completes, whichever is first. The channels
-    /// stay; a server's main loop follows it with [`shutdown`](Map::shutdown):
+    /// stay; a server's main loop follows it with [`shutdown`](Map::shutdown). `stop` is polled
+    /// when it wakes its waker (as every well-behaved future does), not on each of the map's
+    /// wake-ups:
     ///
     /// ```no_run
     /// # #![allow(dead_code)]
@@ -330,7 +332,8 @@ impl Map {
     /// Runs the map until `stop` completes, even while it is empty: for a map that is a
     /// service of a larger program, fed with channels through
     /// [`MapHandle::add`](crate::MapHandle::add), rather than a program of its own. The
-    /// channels stay (see [`shutdown`](Map::shutdown)).
+    /// channels stay (see [`shutdown`](Map::shutdown)). `stop` is polled as in
+    /// [`run_until`](Map::run_until).
     ///
     /// # Errors
     /// As [`run`](Map::run).
