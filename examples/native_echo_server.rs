@@ -7,7 +7,7 @@
 //! The same program as `echo_server` (and step 3), the Tokio way: the map becomes the runtime,
 //! each `EchoHandler` becomes a task that owns its `TcpStream`, and "wait for readable, then
 //! `handle_read`" becomes `read_buf(..).await`. It is also the native baseline that
-//! `benches/echo_load.rs` measures the crate against, so it is written the way a Tokio user
+//! `benches/echo_load/` measures the crate against, so it is written the way a Tokio user
 //! would write it: one current-thread runtime, a task per connection, one reused buffer.
 
 mod support;
