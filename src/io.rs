@@ -175,13 +175,14 @@ impl Stream {
         Ok(n)
     }
 
+    /// No `after_write` here: a `writev` also stops short when it is given more buffers than
+    /// the system takes at once (`IOV_MAX`), which proves nothing about the socket (Tokio's own
+    /// vectored write makes the same exception).
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let n = match self {
+        match self {
             Stream::Tcp(s) => s.try_write_vectored(bufs),
             Stream::Unix(s) => s.try_write_vectored(bufs),
-        }?;
-        self.after_write(n, bufs.iter().map(|b| b.len()).sum());
-        Ok(n)
+        }
     }
 
     /// A read that returned less than it asked for emptied the socket's receive buffer, so the

@@ -1,11 +1,12 @@
-//! What the fast paths of `recv` must not change: `Bytes` kept from the thread's shared receive
-//! buffer stay intact, and a short read (which forgets the socket's cached read readiness) never
-//! loses data that arrives after it, free-running or in lock-step passes.
+//! What the reactor's fast paths must not change: `Bytes` kept from the thread's shared receive
+//! buffer stay intact; a short read (which forgets the socket's cached read readiness) never
+//! loses data that arrives after it, free-running or in lock-step passes; a `writev` cut short by
+//! the system's limit on buffers leaves the channel writable.
 
 mod util;
 
 use std::cell::RefCell;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -219,4 +220,65 @@ fn maps_on_two_threads_do_not_share_a_buffer() {
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+/// Sends its output as thousands of tiny slices, more than one `writev` takes.
+struct ManySlices {
+    pieces: Vec<Vec<u8>>,
+    next: usize,
+    offset: usize,
+}
+
+impl Dispatcher for ManySlices {
+    fn readable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        self.next < self.pieces.len()
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let mut slices = vec![IoSlice::new(&self.pieces[self.next][self.offset..])];
+        slices.extend(self.pieces[self.next + 1..].iter().map(|p| IoSlice::new(p)));
+        let mut sent = channel.send_vectored(&slices)?;
+        while sent > 0 {
+            let left = self.pieces[self.next].len() - self.offset;
+            if sent >= left {
+                sent -= left;
+                self.next += 1;
+                self.offset = 0;
+            } else {
+                self.offset += sent;
+                sent = 0;
+            }
+        }
+        if self.next == self.pieces.len() {
+            channel.close();
+        }
+        Ok(())
+    }
+}
+
+/// 3000 slices of 7 bytes fit the socket buffer but not one `writev` (`IOV_MAX` is 1024): the
+/// channel must stay writable after the short write and send the rest.
+#[test]
+fn a_writev_cut_short_by_iov_max_goes_on() {
+    block_on(async {
+        let (channel, mut peer) = socket_pair();
+        let pieces: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![(i % 256) as u8; 7]).collect();
+        let expected: Vec<u8> = pieces.concat();
+        let map = Map::new();
+        map.add(
+            channel,
+            ManySlices {
+                pieces,
+                next: 0,
+                offset: 0,
+            },
+        )
+        .unwrap();
+        map.run().await.unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        assert!(got == expected, "{} of {} bytes", got.len(), expected.len());
+    });
 }
