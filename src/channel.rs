@@ -81,11 +81,39 @@ pub struct Channel {
     pub(crate) eof_pending: bool,
     /// Whether the current callback touched the socket (spin detection).
     pub(crate) progress: bool,
-    read_buf: BytesMut,
     /// When `handle_timeout` runs, if set (see `work.rs`).
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// Work started with `spawn`/`call_later`, aborted on close.
     pub(crate) work: Vec<tokio::task::AbortHandle>,
+}
+
+/// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
+/// on the shared buffer (which holds two reads).
+const RECV_LIMIT: usize = 1 << 20;
+
+thread_local! {
+    /// The buffer `recv` reads into, shared by the thread's channels: callbacks run one at a
+    /// time, so one buffer serves them all.
+    static RECV_BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// Runs `read` on the thread's shared receive buffer with room for at least `room` bytes
+/// (at most [`RECV_LIMIT`]), and returns what it appended, frozen.
+fn with_receive_buffer<T>(
+    room: usize,
+    read: impl FnOnce(&mut bytes::buf::Limit<&mut BytesMut>) -> io::Result<T>,
+) -> io::Result<(Bytes, T)> {
+    let room = room.min(RECV_LIMIT);
+    RECV_BUFFER.with_borrow_mut(|buf| {
+        if buf.capacity() < room {
+            // Room for many reads at once: the buffer is reclaimed (or replaced, if a
+            // handler kept its last `Bytes`) once per many messages, not once per message.
+            buf.reserve(room.saturating_mul(2));
+        }
+        let result = read(&mut buf.limit(room));
+        let data = buf.split().freeze();
+        result.map(|value| (data, value))
+    })
 }
 
 impl Channel {
@@ -139,7 +167,6 @@ impl Channel {
             close_pending: false,
             eof_pending: false,
             progress: false,
-            read_buf: BytesMut::new(),
             deadline: None,
             work: Vec::new(),
         }
@@ -252,7 +279,7 @@ impl Channel {
         });
         match listened {
             Ok(listener) => {
-                self.io = Io::Listener(listener);
+                self.io = Io::Listener(Box::new(listener));
                 self.accepting = true;
                 Ok(())
             }
@@ -410,8 +437,12 @@ impl Channel {
 
     /// Receives up to `max` bytes: asyncore's `recv(buffer_size)`.
     ///
-    /// Reads into spare capacity of a buffer the channel keeps, so a handler that drops the
-    /// returned `Bytes` before the next `recv` reuses one allocation and nothing is zeroed.
+    /// Reads into spare capacity of a buffer that all channels of the thread share, so a handler
+    /// that drops the returned `Bytes` before the next `recv` reuses one allocation, nothing is
+    /// zeroed, and an idle channel holds no receive buffer at all (a handler that keeps the
+    /// `Bytes` keeps its part of that buffer alive; the next `recv` then starts a new one).
+    /// One call reads at most 1 MiB, whatever `max` says (Python would allocate `max` bytes):
+    /// like any short read, the rest comes with the next read event.
     ///
     /// Returns empty `Bytes` at end of file or on a disconnect; once the current callback
     /// returns, `handle_read_eof` (end of file; by default it leads to `handle_close`) or
@@ -429,12 +460,7 @@ impl Channel {
         if let Io::Datagram(_) = self.io {
             return self.receive_datagram(max, false).map(|(data, _)| data);
         }
-        let mut buf = std::mem::take(&mut self.read_buf);
-        buf.reserve(max);
-        let result = self.recv_buf(&mut (&mut buf).limit(max));
-        let data = buf.split().freeze();
-        self.read_buf = buf;
-        result.map(|_| data)
+        with_receive_buffer(max, |buf| self.recv_buf(buf)).map(|(data, _)| data)
     }
 
     /// Receives into `buf`'s spare capacity, appending at most `buf.remaining_mut()` bytes;
@@ -534,7 +560,6 @@ impl Channel {
         self.connected = false;
         self.connecting = false;
         self.io = Io::Closed;
-        self.read_buf = BytesMut::new();
         self.deadline = None;
         self.cancel_work();
         if let Some(map) = self.map.upgrade() {

@@ -1,26 +1,4 @@
 //! [`Dispatcher`]: the callbacks of one channel, asyncore's `dispatcher` subclass.
-//!
-//! Implement the hooks you need; every one has asyncore's default. The reactor calls them on
-//! the map's thread, one at a time, in the order asyncore's `poll` would:
-//!
-//! 1. It asks [`readable`](Dispatcher::readable) and [`writable`](Dispatcher::writable) what the
-//!    channel waits for (a listener never waits for writability; a connecting channel always
-//!    does).
-//! 2. It waits for that readiness, and nothing else.
-//! 3. It turns readiness into events: a read event is `handle_accept` on a listener, or
-//!    `handle_connect` (if a connect is pending) followed by `handle_read`; a write event is
-//!    `handle_connect` (if pending) followed by `handle_write`; urgent data is `handle_expt`.
-//! 4. An event the callback caused (end of file, a disconnect seen by `send`/`recv`) becomes
-//!    `handle_close` right after that callback. An error returned by a callback, or a panic,
-//!    becomes `handle_error`; a disconnect error becomes `handle_close`; `WouldBlock` means
-//!    "nothing to do" and is dropped; [`ExitNow`](crate::ExitNow) stops the loop.
-//! 5. Back to 1: interest is asked again after every round of callbacks and after anything
-//!    delivered to the channel from outside (a [`Map::with`](crate::Map::with) or a handle call).
-//!
-//! Two more events come from time and from async work rather than from the socket: the
-//! channel's deadline passing (`handle_timeout`), and a piece of work started with
-//! [`Channel::spawn`](crate::Channel::spawn) finishing (its completion callback). Both run on
-//! the channel's task like any other callback.
 
 use std::any::Any;
 use std::io;
@@ -28,7 +6,29 @@ use std::io;
 use crate::address::Address;
 use crate::channel::Channel;
 
-/// The callbacks of a channel. See the [module docs](self) for when each runs.
+/// The callbacks of a channel.
+///
+/// Implement the hooks you need; every one has asyncore's default. The reactor calls them on
+/// the map's thread, one at a time, in the order asyncore's `poll` would:
+///
+/// 1. It asks [`readable`](Dispatcher::readable) and [`writable`](Dispatcher::writable) what the
+///    channel waits for (a listener never waits for writability; a connecting channel always
+///    does).
+/// 2. It waits for that readiness, and nothing else.
+/// 3. It turns readiness into events: a read event is `handle_accept` on a listener, or
+///    `handle_connect` (if a connect is pending) followed by `handle_read`; a write event is
+///    `handle_connect` (if pending) followed by `handle_write`; urgent data is `handle_expt`.
+/// 4. An event the callback caused (end of file, a disconnect seen by `send`/`recv`) becomes
+///    `handle_close` right after that callback. An error returned by a callback, or a panic,
+///    becomes `handle_error`; a disconnect error becomes `handle_close`; `WouldBlock` means
+///    "nothing to do" and is dropped; [`ExitNow`](crate::ExitNow) stops the loop.
+/// 5. Back to 1: interest is asked again after every round of callbacks and after anything
+///    delivered to the channel from outside (a [`Map::with`](crate::Map::with) or a handle call).
+///
+/// Two more events come from time and from async work rather than from the socket: the
+/// channel's deadline passing (`handle_timeout`), and a piece of work started with
+/// [`Channel::spawn`](crate::Channel::spawn) finishing (its completion callback). Both run on
+/// the channel's task like any other callback.
 ///
 /// Every callback gets `&mut self` (your state) and `&mut Channel` (the socket and its flags).
 /// Returning `Err` routes the error as asyncore's `readwrite` does; callbacks never need to catch

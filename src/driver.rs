@@ -195,6 +195,10 @@ impl Entry {
         self.poke();
     }
 
+    fn has_completions(&self) -> bool {
+        !self.completions.borrow().is_empty()
+    }
+
     /// Runs the queued completion callbacks, oldest first.
     fn run_completions(&self) {
         loop {
@@ -253,8 +257,14 @@ impl Entry {
 
     /// Free-running dispatch of one wake-up: read, then write, then urgent events.
     fn dispatch(&self, ready: Ready, want: Interest) {
-        for phase in [Phase::Read, Phase::Write, Phase::Expt] {
-            self.phase_event(phase, ready, want, &mut None);
+        if ready.is_read() && want.is_read() {
+            self.phase_event(Phase::Read, ready, want, &mut None);
+        }
+        if ready.is_write() && want.is_write() {
+            self.phase_event(Phase::Write, ready, want, &mut None);
+        }
+        if ready.is_expt() {
+            self.phase_event(Phase::Expt, ready, want, &mut None);
         }
     }
 
@@ -521,20 +531,25 @@ impl Entry {
 
 /// The channel's task: wait for what the dispatcher wants, dispatch, repeat until closed.
 pub(crate) async fn drive(entry: Rc<Entry>) {
-    while !entry.done() {
-        entry.run_completions();
+    loop {
+        if entry.has_completions() {
+            entry.run_completions();
+        }
         if entry.done() {
             break;
         }
         let want = entry.interest();
         let paused = || entry.map.upgrade().is_none_or(|map| map.paused());
         match std::future::poll_fn(|cx| entry.poll_wake(cx, want, paused())).await {
+            // A readiness poll that returns `Ready` has used one unit of Tokio's cooperative
+            // budget, so a channel that is always ready still lets the rest of the thread run.
             Wake::Io(ready) => entry.dispatch(ready, want),
-            Wake::Timeout => entry.timeout_event(),
-            Wake::Poked => {}
+            // Pokes and deadlines do not count against the budget; this does.
+            Wake::Timeout => {
+                entry.timeout_event();
+                tokio::task::coop::consume_budget().await;
+            }
+            Wake::Poked => tokio::task::coop::consume_budget().await,
         }
-        // Readiness futures do not count against Tokio's cooperative budget; this does, so a
-        // channel that is always ready still lets the rest of the thread run.
-        tokio::task::coop::consume_budget().await;
     }
 }

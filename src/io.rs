@@ -21,7 +21,8 @@
 //!   `create_datagram_socket` on: usable at once, bound or not, connected or not.
 //!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
-//! budget, so a channel that is always ready still yields to other tasks.
+//! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
+//! this: it charges the budget itself only for wake-ups that are not readiness).
 
 use std::future::Future;
 use std::io;
@@ -42,13 +43,29 @@ mod datagram;
 
 pub(crate) use datagram::Datagram;
 
+/// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
+/// proves the socket drained or full (see `Stream::after_read`).
+const EDGE_TRIGGERED: bool = cfg!(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "illumos",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "macos",
+    target_os = "ios",
+));
+
 /// How long a listener pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) enum Io {
     Fresh(socket2::Socket),
     Stream(Stream),
-    Listener(Listener),
+    /// Boxed: a listener is three times the size of a stream, and every channel pays for the
+    /// largest variant (memory per idle connection).
+    Listener(Box<Listener>),
     Datagram(Datagram),
     Closed,
 }
@@ -142,31 +159,70 @@ impl Stream {
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-        match self {
+        let asked = buf.chunk_mut().len();
+        let n = match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
-        }
+        }?;
+        self.after_read(n, asked);
+        Ok(n)
     }
 
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
+        let n = match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
-        }
+        }?;
+        self.after_read(n, buf.len());
+        Ok(n)
     }
 
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        match self {
+        let n = match self {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
-        }
+        }?;
+        self.after_write(n, buf.len());
+        Ok(n)
     }
 
+    /// No `after_write` here: a `writev` also stops short when it is given more buffers than
+    /// the system takes at once (`IOV_MAX`), which proves nothing about the socket (Tokio's own
+    /// vectored write makes the same exception).
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_write_vectored(bufs),
             Stream::Unix(s) => s.try_write_vectored(bufs),
         }
+    }
+
+    /// A read that returned less than it asked for emptied the socket's receive buffer, so the
+    /// channel is no longer readable: forget Tokio's cached read readiness now rather than
+    /// after one more `recv` that would only return `WouldBlock` (a whole dispatch and a
+    /// system call per message). Tokio's own `poll_read` does the same. This is sound with
+    /// edge-triggered readiness (epoll, kqueue): data that arrives later raises a new event,
+    /// and Tokio ignores a clear that is older than the latest event.
+    fn after_read(&self, n: usize, asked: usize) {
+        if EDGE_TRIGGERED && 0 < n && n < asked {
+            self.clear(tokio::io::Interest::READABLE);
+        }
+    }
+
+    /// A short write means the send buffer is full: the same reasoning as `after_read`.
+    fn after_write(&self, n: usize, asked: usize) {
+        if EDGE_TRIGGERED && 0 < n && n < asked {
+            self.clear(tokio::io::Interest::WRITABLE);
+        }
+    }
+
+    /// Clears Tokio's cached readiness for `interest` without a system call: `try_io` clears
+    /// it when its closure reports `WouldBlock`.
+    fn clear(&self, interest: tokio::io::Interest) {
+        let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+        let _ = match self {
+            Stream::Tcp(s) => s.try_io(interest, would_block),
+            Stream::Unix(s) => s.try_io(interest, would_block),
+        };
     }
 
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -203,7 +259,16 @@ impl Listener {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Ready {
         if self.stash.is_some() {
-            return Ready::READ;
+            // Readiness without a poll of the socket: charge it to the cooperative budget as
+            // the socket's own readiness poll would be, so that a dispatcher that never
+            // accepts still lets the rest of the thread run.
+            return match tokio::task::coop::poll_proceed(cx) {
+                Poll::Ready(progress) => {
+                    progress.made_progress();
+                    Ready::READ
+                }
+                Poll::Pending => Ready::NONE,
+            };
         }
         if let Some(backoff) = &mut self.backoff {
             if backoff.as_mut().poll(cx).is_pending() {

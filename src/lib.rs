@@ -78,9 +78,11 @@
 //!    a returned error or a panic runs `handle_error`; `WouldBlock` is "nothing to do";
 //!    [`ExitNow`] stops the loop.
 //!
-//! Readiness is Tokio's cached readiness, cleared only when an operation returns
-//! `WouldBlock`: a handler that reads part of the data is called again at once, exactly as
-//! asyncore's level-triggered `select` would.
+//! Readiness is Tokio's cached readiness. It is cleared when an operation returns
+//! `WouldBlock`, and on a stream socket also when a read or write comes back short (fewer bytes
+//! than asked for: the socket is drained or full, Tokio's own rule). A handler that reads only
+//! part of what is waiting is called again at once, as asyncore's level-triggered `select`
+//! would call it.
 //!
 //! # Buffered output and datagrams
 //!

@@ -32,10 +32,12 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, LocalSet};
 use tokio_util::sync::CancellationToken;
@@ -156,7 +158,13 @@ impl Map {
         if was_empty {
             self.inner.shared.set_empty(false);
         }
-        self.inner.local.spawn_local(drive(entry).instrument(span));
+        // Without a subscriber that wants the span, entering and leaving it on every poll is
+        // pure cost; the task then runs bare.
+        if span.is_disabled() {
+            self.inner.local.spawn_local(drive(entry));
+        } else {
+            self.inner.local.spawn_local(drive(entry).instrument(span));
+        }
         Ok(id)
     }
 
@@ -303,7 +311,9 @@ impl Map {
     }
 
     /// Runs the map until it is empty or `stop` completes, whichever is first. The channels
-    /// stay; a server's main loop follows it with [`shutdown`](Map::shutdown):
+    /// stay; a server's main loop follows it with [`shutdown`](Map::shutdown). `stop` is polled
+    /// when it wakes its waker (as every well-behaved future does), not on each of the map's
+    /// wake-ups:
     ///
     /// ```no_run
     /// # #![allow(dead_code)]
@@ -322,7 +332,8 @@ impl Map {
     /// Runs the map until `stop` completes, even while it is empty: for a map that is a
     /// service of a larger program, fed with channels through
     /// [`MapHandle::add`](crate::MapHandle::add), rather than a program of its own. The
-    /// channels stay (see [`shutdown`](Map::shutdown)).
+    /// channels stay (see [`shutdown`](Map::shutdown)). `stop` is polled as in
+    /// [`run_until`](Map::run_until).
     ///
     /// # Errors
     /// As [`run`](Map::run).
@@ -341,6 +352,10 @@ impl Map {
         self.inner.resume();
         let inner = &self.inner;
         let mut stop = std::pin::pin!(stop);
+        let stop_waker = Arc::new(StopWaker {
+            woken: AtomicBool::new(true),
+            run: AtomicWaker::new(),
+        });
         let result = inner
             .local
             .run_until(poll_fn(|cx| {
@@ -350,8 +365,16 @@ impl Map {
                 if until_empty && inner.is_empty() {
                     return Poll::Ready(Ok(false));
                 }
-                if stop.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Ok(true));
+                stop_waker.run.register(cx.waker());
+                if stop_waker.woken.swap(false, Ordering::AcqRel) {
+                    let waker = futures::task::waker_ref(&stop_waker);
+                    if stop
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_ready()
+                    {
+                        return Poll::Ready(Ok(true));
+                    }
                 }
                 let mut slot = inner.run_waker.borrow_mut();
                 if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -413,6 +436,21 @@ impl Map {
 
     pub(crate) fn entry(&self, id: ChannelId) -> Option<Rc<Entry>> {
         self.inner.entry(id)
+    }
+}
+
+/// The waker `run_until` hands its `stop` future. This loop wakes whenever any channel does;
+/// polling `stop` (a signal watch, say) each time would cost more than the channel's own work,
+/// so it is polled only after it asked to be.
+struct StopWaker {
+    woken: AtomicBool,
+    run: AtomicWaker,
+}
+
+impl futures::task::ArcWake for StopWaker {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.woken.store(true, Ordering::Release);
+        this.run.wake();
     }
 }
 

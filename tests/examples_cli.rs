@@ -12,10 +12,19 @@ use util::programs::{example, python3, run, Program};
 use util::LIMIT;
 
 fn echo_server(args: &[&str]) -> Program {
-    let mut command = Command::new(example("echo_server"));
+    server("echo_server", args)
+}
+
+/// Starts example `name` (a server) with `args`.
+fn server(name: &str, args: &[&str]) -> Program {
+    let mut command = Command::new(example(name));
     command.args(args);
     Program::start(command)
 }
+
+/// The crate's echo server and its native Tokio twin (migration step 4, the benchmark baseline)
+/// keep the same contract.
+const ECHO_SERVERS: [&str; 2] = ["echo_server", "native_echo_server"];
 
 fn connect(address: std::net::SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
@@ -28,8 +37,11 @@ fn connect(address: std::net::SocketAddr) -> TcpStream {
 /// SIGTERM it exits 0 with nothing on stderr.
 #[test]
 fn echo_server_echoes_then_exits_on_signals() {
-    for signal in ["TERM", "INT"] {
-        let server = echo_server(&["127.0.0.1:0"]);
+    for (name, signal) in ECHO_SERVERS
+        .into_iter()
+        .flat_map(|name| [(name, "TERM"), (name, "INT")])
+    {
+        let server = server(name, &["127.0.0.1:0"]);
         let mut stream = connect(server.address);
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let writer = {
@@ -45,12 +57,12 @@ fn echo_server_echoes_then_exits_on_signals() {
         writer.join().unwrap();
         assert!(
             echoed == data,
-            "echoed {} of {} bytes, or out of order",
+            "{name} echoed {} of {} bytes, or out of order",
             echoed.len(),
             data.len()
         );
         let (status, stderr) = server.stop(signal);
-        assert!(status.success(), "{signal}: {status:?} {stderr}");
+        assert!(status.success(), "{name} {signal}: {status:?} {stderr}");
         assert_eq!(stderr, "");
     }
 }
@@ -72,22 +84,24 @@ fn echo_server_on_ipv6() {
 fn echo_server_errors_are_one_line() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let in_use = taken.local_addr().unwrap().to_string();
-    for (args, expect) in [
-        (vec!["nonsense"], "invalid address"),
-        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
-        (vec![in_use.as_str()], "Address already in use"),
-        (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
-    ] {
-        let mut command = Command::new(example("echo_server"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("echo_server: ") && stderr.contains(expect),
-            "{args:?}: {stderr}"
-        );
+    for name in ECHO_SERVERS {
+        for (args, expect) in [
+            (vec!["nonsense"], "invalid address"),
+            (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+            (vec![in_use.as_str()], "Address already in use"),
+            (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
+        ] {
+            let mut command = Command::new(example(name));
+            command.args(&args);
+            let (status, stdout, stderr) = run(command);
+            assert!(!status.success(), "{name} {args:?}");
+            assert!(stdout.is_empty(), "{name} {args:?}: {stdout:?}");
+            assert_eq!(stderr.lines().count(), 1, "{name} {args:?}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("{name}: ")) && stderr.contains(expect),
+                "{name} {args:?}: {stderr}"
+            );
+        }
     }
 }
 
@@ -341,6 +355,7 @@ fn migration_steps_all_echo() {
     let mut steps = vec![
         Command::new(example("migration_step2_dispatchers")),
         Command::new(example("migration_step3_mixed")),
+        Command::new(example("native_echo_server")),
     ];
     if python3() {
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

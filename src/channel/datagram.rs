@@ -281,22 +281,20 @@ impl Channel {
             self.progress = true;
             return Err(context(error, what));
         }
-        let room = max.saturating_add(1);
-        let mut buf = std::mem::take(&mut self.read_buf);
-        buf.reserve(room);
-        let mut limited = (&mut buf).limit(room);
-        let result = if from {
-            socket
-                .try_recv_buf_from(&mut limited)
-                .map(|(n, sender)| (n, Some(sender)))
-        } else {
-            socket.try_recv_buf(&mut limited).map(|n| (n, None))
-        };
-        let data = buf.split().freeze();
-        self.read_buf = buf;
+        // One byte more than asked for tells a longer datagram from one that fits exactly.
+        let max = max.min(super::RECV_LIMIT - 1);
+        let result = super::with_receive_buffer(max + 1, |limited| {
+            if from {
+                socket
+                    .try_recv_buf_from(limited)
+                    .map(|(n, sender)| (n, Some(sender)))
+            } else {
+                socket.try_recv_buf(limited).map(|n| (n, None))
+            }
+        });
         self.progress = true;
         match result {
-            Ok((n, sender)) if n > max => {
+            Ok((_, (n, sender))) if n > max => {
                 let origin = match &sender {
                     Some(address) => format!(" from {address}"),
                     None => String::new(),
@@ -310,7 +308,7 @@ impl Channel {
                     ),
                 ))
             }
-            Ok((_, sender)) => Ok((data, sender)),
+            Ok((data, (_, sender))) => Ok((data, sender)),
             Err(e) if would_block(&e) => Err(e),
             Err(e) => Err(context(e, what)),
         }

@@ -1,0 +1,259 @@
+//! Load benchmark: the crate's `echo_server` against `native_echo_server` (plain Tokio, the same
+//! current-thread set-up), side by side in one run, under the same load generator.
+//!
+//! ```text
+//! cargo bench --bench echo_load                 # every point, 5 rounds (a few minutes)
+//! cargo bench --bench echo_load -- quick        # 1 short round of each point (smoke run)
+//! cargo bench --bench echo_load -- callgrind    # user-space instructions per message
+//! cargo bench --bench echo_load -- c64 connect  # only the points whose names contain these
+//! ```
+//!
+//! What runs where: the two servers are child processes (the release builds of the examples,
+//! built first if missing); the generator is this process, one current-thread Tokio runtime.
+//! Each point is measured in rounds, crate then native then crate..., and the table shows the
+//! medians over rounds and the ratio crate/native of those medians.
+//!
+//! A round of an echo point opens C connections, each of which sends a message, reads the
+//! whole echo back, checks every byte, and repeats (closed loop). After a warm-up the window
+//! opens: messages completed inside it give msg/s and the latency percentiles; the server's
+//! CPU time (`/proc/PID/task/*/schedstat`, read at both ends of the window) divided by those
+//! messages gives CPU per message. The connect point runs a few workers that connect, echo
+//! one 64 B message, half-close and wait for the server's close. C=1 points pin the server
+//! and the generator to CPU 0 (`taskset`): unpinned, waking the other vCPU dominates.
+//! The idle point opens 4000 connections (1000 in quick mode) to a fresh server, echoes once on
+//! each, and reports the growth of the server's VmRSS per connection.
+//!
+//! The callgrind mode runs both servers under `valgrind --tool=callgrind`, zeroes the counters
+//! (`callgrind_control -z`) when the window opens, dumps them (`-d`) when it closes, and divides
+//! the instructions by the messages (or connections) of the window: a figure that does not
+//! drift with whatever else the machine is doing.
+
+mod generator;
+mod server;
+mod table;
+
+use std::fmt::Write as _;
+use std::io;
+use std::time::Duration;
+
+use generator::{counted, idle_memory, timed, Sample};
+use server::{pin, Server};
+use table::{median, Table};
+
+const SERVERS: [&str; 2] = ["echo_server", "native_echo_server"];
+/// Every wait on a child process or a connection is bounded by this.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let quick = args.iter().any(|a| a == "quick") || std::env::var_os("ECHO_LOAD_QUICK").is_some();
+    let callgrind = args.iter().any(|a| a == "callgrind");
+    let filters: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !matches!(*a, "quick" | "callgrind"))
+        .collect();
+    let result = if callgrind {
+        instructions(quick, &filters)
+    } else {
+        load(quick, &filters)
+    };
+    if let Err(e) = result {
+        eprintln!("echo_load: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The points
+
+#[derive(Clone, Copy)]
+enum Point {
+    /// C connections in a closed loop of S-byte messages.
+    Echo { conns: usize, size: usize },
+    /// Workers that connect, echo one 64 B message and close, over and over.
+    Connect { workers: usize },
+}
+
+impl Point {
+    fn name(&self) -> String {
+        match *self {
+            Point::Echo { conns, size } => format!("c{conns} {}", size_name(size)),
+            Point::Connect { workers } => format!("connect ({workers} workers)"),
+        }
+    }
+
+    fn pinned(&self) -> bool {
+        matches!(self, Point::Echo { conns: 1, .. })
+    }
+}
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
+    }
+}
+
+fn selected(point: &Point, filters: &[&str]) -> bool {
+    let name = point.name().replace(' ', "");
+    filters.is_empty() || filters.iter().any(|f| name.contains(f))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wall-clock mode: throughput, latency, CPU per message, memory per idle connection
+
+fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
+    let (rounds, warmup, window) = if quick {
+        (1, Duration::from_millis(100), Duration::from_millis(300))
+    } else {
+        (5, Duration::from_millis(300), Duration::from_secs(1))
+    };
+    let mut points = Vec::new();
+    for conns in [1, 64, 1000] {
+        for size in [64, 4096, 64 * 1024] {
+            points.push(Point::Echo { conns, size });
+        }
+    }
+    points.push(Point::Connect { workers: 8 });
+    let runtime = runtime()?;
+    let servers: Vec<Server> = SERVERS
+        .iter()
+        .map(|name| Server::start(name, None))
+        .collect::<io::Result<_>>()?;
+    let mut table = Table::new(&format!(
+        "echo_load: {rounds} round(s), {window:?} window after {warmup:?} warm-up, medians; \
+         ratio = crate / native"
+    ));
+    for point in points.iter().filter(|p| selected(p, filters)) {
+        if point.pinned() {
+            pin(std::process::id(), "0")?;
+            for server in &servers {
+                pin(server.pid, "0")?;
+            }
+        }
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (i, server) in servers.iter().enumerate() {
+                let sample = runtime.block_on(timed(server, *point, warmup, window))?;
+                samples[i].push(sample);
+            }
+        }
+        if point.pinned() {
+            pin(std::process::id(), "0-1")?;
+            for server in &servers {
+                pin(server.pid, "0-1")?;
+            }
+        }
+        table.point(point, &samples);
+    }
+    for server in servers {
+        server.stop()?;
+    }
+    if filters.is_empty() || filters.contains(&"idle") {
+        // RSS moves in pages and with the allocator's bins: many connections, fresh servers,
+        // several rounds.
+        let conns = if quick { 1000 } else { 4000 };
+        let mut per_conn = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (i, name) in SERVERS.into_iter().enumerate() {
+                let server = Server::start(name, None)?;
+                let bytes = runtime.block_on(idle_memory(&server, conns))?;
+                server.stop()?;
+                per_conn[i].push(bytes);
+            }
+        }
+        table.idle(conns, median(&per_conn[0]), median(&per_conn[1]));
+    }
+    print!("{}", table.text);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callgrind mode: user-space instructions per message
+
+fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
+    let scale = if quick { 1 } else { 4 };
+    // (point, warm-up rounds per connection, measured rounds per connection)
+    let points = [
+        (
+            Point::Echo {
+                conns: 64,
+                size: 64,
+            },
+            20,
+            50 * scale,
+        ),
+        (
+            Point::Echo {
+                conns: 1000,
+                size: 64,
+            },
+            3,
+            5 * scale,
+        ),
+        (Point::Echo { conns: 1, size: 64 }, 200, 1000 * scale),
+        (
+            Point::Echo {
+                conns: 1,
+                size: 64 * 1024,
+            },
+            20,
+            100 * scale,
+        ),
+        (Point::Connect { workers: 8 }, 20, 50 * scale),
+    ];
+    let rounds = if quick { 1 } else { 2 };
+    let runtime = runtime()?;
+    let out = std::env::temp_dir().join(format!("echo_load_callgrind.{}", std::process::id()));
+    std::fs::create_dir_all(&out)?;
+    let servers: Vec<Server> = SERVERS
+        .iter()
+        .map(|name| Server::start(name, Some(&out)))
+        .collect::<io::Result<_>>()?;
+    let mut text = format!(
+        "echo_load callgrind: user-space instructions of the server per message (connect: per \
+         connection), {rounds} round(s); ratio = crate / native\n\n\
+         | point | messages | echo_server | native_echo_server | ratio |\n|---|---|---|---|---|\n"
+    );
+    for (point, warmup, measured) in points.iter().filter(|(p, ..)| selected(p, filters)) {
+        let mut per_message = [Vec::new(), Vec::new()];
+        let mut messages = 0;
+        for _ in 0..rounds {
+            for (i, server) in servers.iter().enumerate() {
+                let (n, instructions) =
+                    runtime.block_on(counted(server, *point, *warmup, *measured))?;
+                messages = n;
+                per_message[i].push(instructions as f64 / n as f64);
+            }
+        }
+        let [ours, native] = per_message.map(|v| median(&v));
+        let _ = writeln!(
+            text,
+            "| {} | {messages} | {ours:.0} | {native:.0} | {:.2} |",
+            point.name(),
+            ours / native
+        );
+    }
+    for server in servers {
+        server.stop()?;
+    }
+    // ECHO_LOAD_KEEP=1 keeps the dumps for `callgrind_annotate`.
+    if std::env::var_os("ECHO_LOAD_KEEP").is_some() {
+        let _ = writeln!(text, "\ncallgrind dumps kept in {}", out.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    print!("{text}");
+    Ok(())
+}
+
+fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
