@@ -67,6 +67,39 @@ fn echo_server_echoes_then_exits_on_signals() {
     }
 }
 
+/// A client that sends without ever reading stalls once the socket buffers are full: the server
+/// stops reading while it owes bytes (asyncore's `dispatcher_with_send` would buffer all of it).
+/// The server goes on serving others.
+#[test]
+fn echo_server_pushes_back_on_a_client_that_does_not_read() {
+    const CEILING: usize = 64 << 20; // far above loopback's socket buffers, both ways
+    const CHUNK: usize = 1 << 20;
+    for name in ECHO_SERVERS {
+        let server = server(name, &["127.0.0.1:0"]);
+        let mut stream = connect(server.address);
+        stream
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let chunk = vec![7u8; CHUNK];
+        let mut accepted = 0;
+        while accepted < CEILING && stream.write_all(&chunk).is_ok() {
+            accepted += CHUNK;
+        }
+        assert!(
+            accepted < CEILING,
+            "{name} took {accepted} bytes from a client that reads nothing"
+        );
+        let mut other = connect(server.address);
+        other.write_all(b"still here").unwrap();
+        let mut echo = [0u8; 10];
+        other.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"still here");
+        drop(stream);
+        let (status, stderr) = server.stop("TERM");
+        assert!(status.success(), "{name}: {status:?} {stderr}");
+    }
+}
+
 /// IPv6 works as well as IPv4.
 #[test]
 fn echo_server_on_ipv6() {
