@@ -6,12 +6,13 @@
 //! ```
 //!
 //! Changes from the seed, all for load: the backlog is 1024, not 5 (a full accept queue drops
-//! SYNs, which come back a second later); reads take up to 64 KiB, not 1 KiB; `handle_read`
-//! sends at once what the socket takes, as `dispatcher_with_send` does, instead of waiting for
-//! the next writable event; and a handler that still owes bytes does not read more (the seed's
-//! buffer grows without bound when the peer sends faster than it reads). `recv` reads into a
-//! buffer the thread's channels share, and a handler keeps only what the socket did not take, as
-//! a slice of what it read (no copy): an idle connection holds no buffer at all.
+//! SYNs, which come back a second later); reads take up to 128 KiB, not 1 KiB (a read larger
+//! than what is waiting comes back short, which tells the reactor the socket is drained);
+//! `handle_read` sends at once what the socket takes, as `dispatcher_with_send` does, instead of
+//! waiting for the next writable event; and a handler that still owes bytes does not read more
+//! (the seed's buffer grows without bound when the peer sends faster than it reads). `recv`
+//! reads into a buffer the thread's channels share, and a handler keeps only what the socket did
+//! not take, as a slice of what it read (no copy): an idle connection holds no buffer at all.
 //! One addition the command-line contract asks for: a handler whose peer has finished sending
 //! flushes what it still owes before it closes (`handle_read_eof`, which asyncore lacks).
 
@@ -25,7 +26,7 @@ use bytes::{Buf, Bytes};
 use tracing::{debug, info};
 
 const BACKLOG: u32 = 1024;
-const SIZE: usize = 64 * 1024;
+const SIZE: usize = 128 * 1024;
 
 struct EchoHandler {
     client_address: Address,
