@@ -3,13 +3,18 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::channel::Channel;
 use crate::chat::producer::Producer;
 
 /// How many queued pieces one `writev` gathers at most.
 const MAX_SLICES: usize = 64;
+
+/// Pushes this small or smaller are copied into one buffer rather than queued one by one, so
+/// that a read that produces a thousand short answers sends them in one system call, not in
+/// sixteen `writev`s of 64 pieces.
+const COALESCE: usize = 512;
 
 enum Entry {
     Data(Bytes),
@@ -21,7 +26,9 @@ enum Entry {
 /// Queued output in order: buffers, producers and the close marker.
 pub(crate) struct Output {
     fifo: VecDeque<Entry>,
-    /// Bytes in `Data` entries (what producers will still make is unknown).
+    /// Small pushes gathered after the last entry (see COALESCE); part of the queue.
+    tail: BytesMut,
+    /// Bytes in `Data` entries and the tail (what producers will still make is unknown).
     queued: usize,
     high: usize,
     low: usize,
@@ -32,6 +39,7 @@ impl Output {
     pub(crate) fn new(high: usize) -> Output {
         Output {
             fifo: VecDeque::new(),
+            tail: BytesMut::new(),
             queued: 0,
             high,
             low: high / 4,
@@ -40,7 +48,14 @@ impl Output {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.fifo.is_empty()
+        self.fifo.is_empty() && self.tail.is_empty()
+    }
+
+    /// Ends the tail: what was gathered becomes an entry of the queue.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.fifo.push_back(Entry::Data(self.tail.split().freeze()));
+        }
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -71,6 +86,12 @@ impl Output {
     /// Queues `data` in pieces of at most `chunk` bytes (slices of `data`, no copies).
     pub(crate) fn push(&mut self, mut data: Bytes, chunk: usize) {
         self.queued += data.len();
+        if data.len() <= COALESCE.min(chunk) {
+            self.tail.extend_from_slice(&data);
+            self.update();
+            return;
+        }
+        self.seal();
         while data.len() > chunk {
             self.fifo.push_back(Entry::Data(data.split_to(chunk)));
         }
@@ -81,15 +102,18 @@ impl Output {
     }
 
     pub(crate) fn push_producer(&mut self, producer: Box<dyn Producer>) {
+        self.seal();
         self.fifo.push_back(Entry::Producer(producer));
     }
 
     pub(crate) fn close_when_done(&mut self) {
+        self.seal();
         self.fifo.push_back(Entry::Close);
     }
 
     pub(crate) fn clear(&mut self) {
         self.fifo.clear();
+        self.tail.clear();
         self.queued = 0;
         self.update();
     }
@@ -101,6 +125,7 @@ impl Output {
         if !channel.connected() || channel.is_closed() {
             return Ok(());
         }
+        self.seal();
         if !self.head_is_data(channel) {
             return Ok(());
         }
@@ -161,6 +186,7 @@ impl Output {
 
     /// All unsent output in order, producers run to exhaustion; whether a close was queued.
     pub(crate) fn drain(&mut self) -> (Vec<Bytes>, bool) {
+        self.seal();
         let mut out = Vec::new();
         let mut close = false;
         while let Some(entry) = self.fifo.pop_front() {
