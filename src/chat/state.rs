@@ -323,3 +323,54 @@ fn describe(terminator: &Terminator) -> String {
         Terminator::None => "none".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_line_strips_one_carriage_return() {
+        let mut chat = Chat::new(b"\n");
+        chat.collect_incoming_data(Bytes::from_static(b"a\r"))
+            .unwrap();
+        assert_eq!(&chat.take_line()[..], b"a");
+        chat.collect_incoming_data(Bytes::from_static(b"b\r\r"))
+            .unwrap();
+        assert_eq!(&chat.take_line()[..], b"b\r");
+        assert!(chat.take_line().is_empty());
+    }
+
+    #[test]
+    fn push_line_appends_the_terminator_only_for_delimiters() {
+        let mut chat = Chat::new(b"\r\n");
+        chat.push_line("x");
+        assert_eq!(chat.queued_bytes(), 3);
+        chat.set_terminator(5);
+        chat.push_line("y");
+        assert_eq!(chat.queued_bytes(), 4);
+    }
+
+    #[test]
+    fn record_limit_is_inclusive_and_resets() {
+        let mut chat = Chat::new(b"\n");
+        chat.set_max_frame_len(4);
+        chat.collect_incoming_data(Bytes::from_static(b"abcd"))
+            .unwrap();
+        let error = chat
+            .collect_incoming_data(Bytes::from_static(b"e"))
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(chat.incoming_len(), 0, "the over-long record is dropped");
+    }
+
+    #[test]
+    fn unparsed_is_the_record_then_the_buffered_input() {
+        let mut chat = Chat::new(b"\r\n");
+        chat.framer_mut().feed(Bytes::from_static(b"abc\r"));
+        while let Some(crate::chat::FrameEvent::Data(d)) = chat.framer_mut().next_event() {
+            chat.collect_incoming_data(d).unwrap();
+        }
+        assert_eq!(&chat.take_unparsed()[..], b"abc\r");
+        assert_eq!(chat.buffered_input() + chat.incoming_len(), 0);
+    }
+}

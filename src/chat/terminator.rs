@@ -121,6 +121,9 @@ pub struct Framer {
     terminator: Terminator,
     /// The searcher for a `Bytes` terminator, built once per `set_terminator`.
     finder: Option<Finder<'static>>,
+    /// The terminator's KMP failure table: finds the held-back prefix in O(len), where
+    /// asynchat's `find_prefix_at_end` takes O(len²) (which matters for long boundaries).
+    failure: Vec<usize>,
     /// A terminator was found after the `Data` just returned: report it next.
     found_pending: bool,
 }
@@ -148,6 +151,10 @@ impl Framer {
         self.finder = match &self.terminator {
             Terminator::Bytes(t) if !t.is_empty() => Some(Finder::new(&t[..]).into_owned()),
             _ => None,
+        };
+        self.failure = match &self.terminator {
+            Terminator::Bytes(t) if t.len() > 1 => failure_table(t),
+            _ => Vec::new(),
         };
     }
 
@@ -227,7 +234,7 @@ impl Framer {
                     self.found_pending = true;
                     return Some(FrameEvent::Data(data));
                 }
-                let held = find_prefix_at_end(&self.input, terminator);
+                let held = prefix_at_end(&self.input, terminator, &self.failure);
                 if held == self.input.len() {
                     None
                 } else {
@@ -238,6 +245,42 @@ impl Framer {
             Terminator::None => unreachable!("is_none above"),
         }
     }
+}
+
+/// KMP's failure table: for each `i`, the length of the longest proper prefix of
+/// `needle[..=i]` that is also its suffix.
+fn failure_table(needle: &[u8]) -> Vec<usize> {
+    let mut table = vec![0; needle.len()];
+    let mut k = 0;
+    for i in 1..needle.len() {
+        while k > 0 && needle[i] != needle[k] {
+            k = table[k - 1];
+        }
+        if needle[i] == needle[k] {
+            k += 1;
+        }
+        table[i] = k;
+    }
+    table
+}
+
+/// [`find_prefix_at_end`] in O(`needle.len()`): runs the KMP automaton over the last
+/// `needle.len() - 1` bytes of `haystack`, which does not contain `needle` (the caller searched).
+fn prefix_at_end(haystack: &[u8], needle: &[u8], failure: &[usize]) -> usize {
+    if needle.len() < 2 {
+        return 0;
+    }
+    let tail = &haystack[haystack.len().saturating_sub(needle.len() - 1)..];
+    let mut k = 0;
+    for &byte in tail {
+        while k > 0 && byte != needle[k] {
+            k = failure[k - 1];
+        }
+        if byte == needle[k] {
+            k += 1;
+        }
+    }
+    k
 }
 
 /// The length of the longest proper prefix of `needle` that `haystack` ends with: how many
@@ -313,7 +356,27 @@ mod tests {
     }
 
     #[test]
-    fn prefix_at_end() {
+    fn kmp_prefix_agrees_with_asynchat_helper() {
+        let needles: [&[u8]; 5] = [b"aab", b"abab", b"aaaa", b"\r\n.\r\n", b"abcabd"];
+        let hay = b"xaabababaaaabcab\r\n.\r";
+        for needle in needles {
+            let table = failure_table(needle);
+            for end in 0..=hay.len() {
+                let h = &hay[..end];
+                if memchr::memmem::find(h, needle).is_some() {
+                    continue;
+                }
+                assert_eq!(
+                    prefix_at_end(h, needle, &table),
+                    find_prefix_at_end(h, needle),
+                    "{needle:?} at end of {h:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_at_end_cases() {
         assert_eq!(find_prefix_at_end(b"abqq", b"qqq"), 2);
         assert_eq!(find_prefix_at_end(b"q", b"qqq"), 1);
         assert_eq!(find_prefix_at_end(b"", b"qqq"), 0);
