@@ -591,3 +591,36 @@ fn chat_server_errors_are_one_line() {
         );
     }
 }
+
+/// A member that does not read is dropped once more than 1 MiB waits for it, rather than
+/// making the server grow; the sender is not held up.
+#[test]
+fn chat_server_drops_a_member_that_does_not_read() {
+    let server = server("chat_server", &["127.0.0.1:0"]);
+    let mut a = connect(server.address);
+    let mut b = connect(server.address);
+    b.write_all(b"B here\n").unwrap();
+    expect_bytes(&mut a, b"B here\n", "A");
+    const TOTAL: usize = 64 << 20;
+    let writer = {
+        let mut a = a.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut block = vec![b'x'; 64 * 1024];
+            for i in (1023..block.len()).step_by(1024) {
+                block[i] = b'\n';
+            }
+            (0..TOTAL / block.len()).all(|_| a.write_all(&block).is_ok())
+        })
+    };
+    assert!(writer.join().unwrap(), "A was held up or cut off");
+    let mut got = Vec::new();
+    let _ = b.read_to_end(&mut got); // ends: the server closed B
+    assert!(got.len() < TOTAL, "B got all {} bytes", got.len());
+    assert!(got.iter().all(|&c| c == b'x' || c == b'\n'));
+    a.write_all(b"still here\n").unwrap();
+    let mut c = connect(server.address);
+    c.write_all(b"C here\n").unwrap();
+    expect_bytes(&mut a, b"C here\n", "A");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
