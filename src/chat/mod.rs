@@ -60,6 +60,8 @@
 //!   bound.
 //! - [`Chat::push`] queues; the send happens when the hook returns (asynchat sends one chunk
 //!   inside `push`). Output pushed by several records of one read goes out in one `writev`.
+//! - End of file from the peer runs `handle_read_eof`, whose default is
+//!   [`Chat::close_when_done`]: answers already pushed are still sent (asynchat closes at once).
 //! - Producers are a trait, not "anything that raises `TypeError` when sliced".
 //! - Queued output is counted ([`Chat::queued_bytes`]) with water marks
 //!   ([`Chat::is_paused`]), so a handler can stop reading from a peer that does not read.
