@@ -120,7 +120,7 @@ pub struct Framer {
     input: Bytes,
     terminator: Terminator,
     /// The searcher for a `Bytes` terminator, built once per `set_terminator`.
-    finder: Option<Finder<'static>>,
+    search: Search,
     /// The terminator's KMP failure table: finds the held-back prefix in O(len), where
     /// asynchat's `find_prefix_at_end` takes O(len²) (which matters for long boundaries).
     failure: Vec<usize>,
@@ -148,9 +148,12 @@ impl Framer {
     /// Sets the terminator; it applies to the input still buffered. asynchat's `set_terminator`.
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) {
         self.terminator = terminator.into();
-        self.finder = match &self.terminator {
-            Terminator::Bytes(t) if !t.is_empty() => Some(Finder::new(&t[..]).into_owned()),
-            _ => None,
+        self.search = match &self.terminator {
+            Terminator::Bytes(t) if t.len() == 1 => Search::Byte(t[0]),
+            Terminator::Bytes(t) if !t.is_empty() => {
+                Search::Finder(Box::new(Finder::new(&t[..]).into_owned()))
+            }
+            _ => Search::None,
         };
         self.failure = match &self.terminator {
             Terminator::Bytes(t) if t.len() > 1 => failure_table(t),
@@ -224,8 +227,7 @@ impl Framer {
                 }
             }
             Terminator::Bytes(terminator) => {
-                let finder = self.finder.as_ref().expect("built by set_terminator");
-                if let Some(index) = finder.find(&self.input) {
+                if let Some(index) = self.search.find(&self.input) {
                     let data = self.input.split_to(index);
                     self.input = self.input.slice(terminator.len()..);
                     if data.is_empty() {
@@ -243,6 +245,26 @@ impl Framer {
                 }
             }
             Terminator::None => unreachable!("is_none above"),
+        }
+    }
+}
+
+/// How a delimiter is searched: `memchr` for one byte (the usual `\n`), a boxed `memmem`
+/// searcher otherwise (boxed: it is ~300 bytes, and every connection has a framer).
+#[derive(Default)]
+enum Search {
+    #[default]
+    None,
+    Byte(u8),
+    Finder(Box<Finder<'static>>),
+}
+
+impl Search {
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        match self {
+            Search::None => None,
+            Search::Byte(b) => memchr::memchr(*b, haystack),
+            Search::Finder(finder) => finder.find(haystack),
         }
     }
 }
