@@ -191,7 +191,23 @@ impl Dispatcher for SmtpChannel {
         self.flush(channel)
     }
 
+    fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
+        // The client is done sending: send what is still owed, then close.
+        self.closing = true;
+        self.flush(channel)
+    }
+
     fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let shutting_down = channel
+            .map()
+            .is_some_and(|map| map.shutdown_token().is_cancelled());
+        if shutting_down && !self.closing {
+            // The server is stopping (a signal): say so, as RFC 5321 asks, then close.
+            let reply = self.session.shutting_down();
+            self.push(reply);
+            self.closing = true;
+            return self.flush(channel);
+        }
         channel.close();
         Ok(())
     }

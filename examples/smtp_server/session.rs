@@ -112,6 +112,13 @@ impl Session {
         format!("220 {} asyncore debugging SMTP server", self.hostname)
     }
 
+    /// The `421` that tells the client the server is going away (RFC 5321 3.8), after which
+    /// nothing more is answered.
+    pub fn shutting_down(&mut self) -> String {
+        self.state = State::Quit;
+        format!("421 {} Service closing transmission channel", self.hostname)
+    }
+
     /// The record terminator: `\r\n` in both states (see the module docs).
     pub const TERMINATOR: &'static [u8] = b"\r\n";
 
