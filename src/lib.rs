@@ -119,6 +119,7 @@
 
 mod address;
 mod channel;
+pub mod chat;
 mod dispatcher;
 mod driver;
 mod error;
