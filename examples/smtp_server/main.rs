@@ -10,8 +10,10 @@
 //! The pieces, as in smtpd:
 //!
 //! - [`SmtpServer`] (smtpd's `SMTPServer`): the listener; it starts a channel per connection.
-//! - [`SmtpChannel`] (smtpd's `SMTPChannel` transport half): frames the input on `\r\n`,
-//!   forwards the records to the session, pushes its replies, closes after `QUIT`.
+//! - [`SmtpChannel`] (smtpd's `SMTPChannel`, its asynchat half): an
+//!   [`AsyncChat`](asyncore::chat::AsyncChat) handler; the chat frames the input on `\r\n`,
+//!   the handler forwards each record to the session, pushes its replies, and closes after
+//!   `QUIT` with `close_when_done`.
 //! - [`session::Session`] (`SMTPChannel`'s state machine): commands in, replies out; no I/O.
 //! - [`message::Message`] (`DebuggingServer.process_message`): prints an accepted message
 //!   between `---------- MESSAGE FOLLOWS ----------` and `------------ END MESSAGE ------------`.
@@ -30,7 +32,9 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use asyncore::{Address, Channel, Dispatcher, SendBuffer};
+use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+use asyncore::{Address, Channel, Dispatcher};
+use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use message::Message;
@@ -38,7 +42,6 @@ use session::{Action, Session};
 
 const PROGRAM: &str = "smtp_server";
 const BACKLOG: u32 = 128;
-const READ_SIZE: usize = 64 * 1024;
 
 /// The listener: smtpd's `SMTPServer`.
 struct SmtpServer;
@@ -71,7 +74,7 @@ impl Dispatcher for SmtpServer {
         info!(%peer, "incoming connection");
         let session = Session::new(address_literal(&local), peer.ip(), session::DATA_SIZE_LIMIT);
         let map = channel.map().expect("the server is in a map");
-        map.add(conn, SmtpChannel::new(session))?;
+        map.add(conn, SmtpChannel::start(session))?;
         Ok(())
     }
 
@@ -90,77 +93,46 @@ fn address_literal(local: &SocketAddr) -> String {
     }
 }
 
-/// One connection: the transport half of smtpd's `SMTPChannel`.
+/// One connection: the transport half of smtpd's `SMTPChannel`, an asynchat handler. The
+/// [`AsyncChat`] frames the input on `\r\n` and calls the two hooks below; the session answers.
 struct SmtpChannel {
     session: Session,
-    output: SendBuffer,
-    /// Input not yet handed to the session: at most the start of a terminator.
-    pending: Vec<u8>,
+    /// `QUIT` was answered, the server is stopping, or the client finished sending: read no
+    /// more.
     closing: bool,
 }
 
 impl SmtpChannel {
-    fn new(session: Session) -> SmtpChannel {
-        let mut channel = SmtpChannel {
+    /// The channel's dispatcher, with the greeting queued (sent by the first write event).
+    fn start(session: Session) -> AsyncChat<SmtpChannel> {
+        let mut chat = Chat::new(Session::TERMINATOR);
+        push(&mut chat, session.greeting());
+        let handler = SmtpChannel {
             session,
-            output: SendBuffer::new(),
-            pending: Vec::new(),
             closing: false,
         };
-        let greeting = channel.session.greeting();
-        channel.push(greeting); // sent by the first write event
-        channel
+        AsyncChat::with_chat(handler, chat)
     }
 
-    fn push(&mut self, reply: String) {
-        let mut line = reply.into_bytes();
-        line.extend_from_slice(b"\r\n");
-        self.output.push(line);
-    }
-
-    fn act(&mut self, actions: Vec<Action>) {
+    fn act(&mut self, chat: &mut Chat, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Reply(reply) => self.push(reply),
+                Action::Reply(reply) => push(chat, reply),
                 Action::Deliver(message) => deliver(&message),
-                Action::CloseWhenDone => self.closing = true,
-            }
-        }
-    }
-
-    /// asynchat's framing: hand complete records and their terminators to the session, keep
-    /// only a possible start of the terminator.
-    fn frame(&mut self, data: &[u8]) {
-        let terminator = Session::TERMINATOR;
-        let mut input: Vec<u8> = std::mem::take(&mut self.pending);
-        input.extend_from_slice(data);
-        let mut rest = &input[..];
-        while !rest.is_empty() && !self.closing {
-            match rest.windows(terminator.len()).position(|w| w == terminator) {
-                Some(at) => {
-                    self.session.collect_incoming_data(&rest[..at]);
-                    let actions = self.session.found_terminator();
-                    self.act(actions);
-                    rest = &rest[at + terminator.len()..];
-                }
-                None => {
-                    let keep = usize::from(rest.ends_with(&terminator[..1]));
-                    self.session
-                        .collect_incoming_data(&rest[..rest.len() - keep]);
-                    self.pending = rest[rest.len() - keep..].to_vec();
-                    break;
+                Action::CloseWhenDone => {
+                    self.closing = true;
+                    chat.close_when_done();
                 }
             }
         }
     }
+}
 
-    fn flush(&mut self, channel: &mut Channel) -> io::Result<()> {
-        self.output.initiate_send(channel)?;
-        if self.closing && self.output.is_empty() {
-            channel.close();
-        }
-        Ok(())
-    }
+/// smtpd's `push`: one reply line and its CRLF.
+fn push(chat: &mut Chat, reply: String) {
+    let mut line = reply.into_bytes();
+    line.extend_from_slice(b"\r\n");
+    chat.push(line);
 }
 
 /// Prints an accepted message on stdout (the `listening on` line's stream), flushed at once.
@@ -172,41 +144,45 @@ fn deliver(message: &Message) {
     }
 }
 
-impl Dispatcher for SmtpChannel {
-    fn readable(&self, _: &Channel) -> bool {
-        !self.closing && !self.output.is_paused()
+impl ChatHandler for SmtpChannel {
+    /// The session keeps (a bounded part of) each record itself, so the chat's own record and
+    /// its `max_frame_len` are not used: a 1 MiB line gets `500`, not a closed connection.
+    fn collect_incoming_data(&mut self, _: &mut Chat, data: Bytes) -> io::Result<()> {
+        self.session.collect_incoming_data(&data);
+        Ok(())
     }
 
-    fn writable(&self, channel: &Channel) -> bool {
-        self.output.writable(channel)
+    fn found_terminator(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
+        let actions = self.session.found_terminator();
+        self.act(chat, actions);
+        Ok(())
     }
 
-    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-        self.flush(channel)
+    /// Stop reading after `QUIT`, and while the client does not read its replies.
+    fn readable(&self, chat: &Chat, _: &Channel) -> bool {
+        !self.closing && !chat.is_paused()
     }
 
-    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let data = channel.recv(READ_SIZE)?;
-        self.frame(&data);
-        self.flush(channel)
-    }
-
-    fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
-        // The client is done sending: send what is still owed, then close.
+    /// The client finished sending: answer what it sent, then close.
+    fn handle_read_eof(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
         self.closing = true;
-        self.flush(channel)
+        chat.close_when_done();
+        Ok(())
     }
 
-    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+    fn handle_close(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let shutting_down = channel
             .map()
             .is_some_and(|map| map.shutdown_token().is_cancelled());
         if shutting_down && !self.closing {
-            // The server is stopping (a signal): say so, as RFC 5321 asks, then close.
+            // The server is stopping (a signal): say so, as RFC 5321 asks. This is the
+            // channel's one handle_close, so there is no later turn to close in: one send
+            // attempt, which a reading client's socket always has room for, then close.
             let reply = self.session.shutting_down();
-            self.push(reply);
-            self.closing = true;
-            return self.flush(channel);
+            push(chat, reply);
+            if let Err(e) = chat.initiate_send(channel) {
+                debug!("cannot send 421: {e}");
+            }
         }
         channel.close();
         Ok(())
