@@ -540,3 +540,54 @@ print(len(body))
     let (status, stderr) = server.stop("TERM");
     assert!(status.success() && stderr.is_empty(), "{stderr}");
 }
+
+/// A client that pipelines commands and does not read the replies: the server stops reading
+/// once its queued replies pass the chat's high water mark, so the client's writes stall long
+/// before all is sent and the server's memory stays small; every command sent is answered once
+/// the client reads.
+///
+/// The stall is seen as a write that makes no progress for a second. A server that does not
+/// stop reading never stalls the writer, and the test fails; a slow machine can only make the
+/// stall come earlier, which the test accepts.
+#[test]
+fn replies_back_up_and_reading_stops() {
+    const COMMANDS: usize = 20_000_000; // 120 MB of NOOPs, 160 MB of replies
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    client.command("HELO client");
+    let mut writer = client.reader.get_ref().try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let chunk = b"NOOP\r\n".repeat(10_000);
+    let mut written = 0;
+    while written < COMMANDS * 6 {
+        match writer.write(&chunk[..chunk.len().min(COMMANDS * 6 - written)]) {
+            Ok(n) => written += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        written < COMMANDS * 6,
+        "the server read {written} bytes of commands without the replies being read"
+    );
+    // A partial last command is completed, so that every command sent gets its reply.
+    writer.set_write_timeout(Some(LIMIT)).unwrap();
+    let reader = std::thread::spawn(move || client.rest());
+    if written % 6 != 0 {
+        writer.write_all(&b"NOOP\r\n"[written % 6..]).unwrap();
+    }
+    writer.shutdown(Shutdown::Write).unwrap();
+    let replies = reader.join().unwrap();
+    let commands = written.div_ceil(6);
+    assert_eq!(replies.len(), commands * 8);
+    assert!(replies.chunks(8).all(|reply| reply == b"250 OK\r\n"));
+    let peak = peak_memory_kib(&server);
+    assert!(peak < 32 * 1024, "peak {peak} KiB");
+}

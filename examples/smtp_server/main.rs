@@ -65,16 +65,24 @@ impl Dispatcher for SmtpServer {
         conn: Channel,
         addr: Address,
     ) -> io::Result<()> {
-        let (Some(peer), Ok(Some(local))) =
-            (addr.as_inet(), conn.local_addr().map(|a| a.as_inet()))
-        else {
-            warn!(%addr, "not an IP connection; dropped");
-            return Ok(());
+        // smtpd closes a connection whose addresses cannot be had; so does this, quietly.
+        let local = match conn.local_addr() {
+            Ok(local) => local,
+            Err(e) => {
+                debug!(%addr, "connection gone before its greeting: {e}");
+                return Ok(());
+            }
+        };
+        let (Some(peer), Some(local)) = (addr.as_inet(), local.as_inet()) else {
+            return Ok(()); // not from an IP listener: cannot happen here
         };
         info!(%peer, "incoming connection");
         let session = Session::new(address_literal(&local), peer.ip(), session::DATA_SIZE_LIMIT);
         let map = channel.map().expect("the server is in a map");
-        map.add(conn, SmtpChannel::start(session))?;
+        // An error here concerns this connection only: returned, it would close the listener.
+        if let Err(e) = map.add(conn, SmtpChannel::start(session)) {
+            warn!(%peer, "cannot serve the connection: {e}");
+        }
         Ok(())
     }
 
