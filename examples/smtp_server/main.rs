@@ -146,7 +146,9 @@ fn push(chat: &mut Chat, reply: String) {
 /// Prints an accepted message on stdout (the `listening on` line's stream), flushed at once.
 fn deliver(message: &Message) {
     debug!(from = %message.mail_from, to = ?message.rcpt_tos, bytes = message.data.len(), "message accepted");
-    let mut stdout = io::stdout().lock();
+    // Stdout is line-buffered: a buffer in front of it makes a long message a few large
+    // writes rather than a system call per line.
+    let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     if let Err(e) = message.write_to(&mut stdout).and_then(|()| stdout.flush()) {
         warn!("cannot print the message: {e}");
     }

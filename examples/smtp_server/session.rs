@@ -43,6 +43,9 @@ const SIZE_PARAMETER_ALLOWANCE: usize = 26;
 /// smtpd's `DATA_SIZE_DEFAULT`: 32 MiB.
 pub const DATA_SIZE_LIMIT: usize = 33_554_432;
 
+/// The largest record buffer kept from one record to the next.
+const REUSED_RECORD_CAPACITY: usize = 4096;
+
 /// What the transport must do after a record.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
@@ -134,13 +137,19 @@ impl Session {
 
     /// The current record is complete (asynchat's `found_terminator`).
     pub fn found_terminator(&mut self) -> Vec<Action> {
-        let record = std::mem::take(&mut self.record);
+        let mut record = std::mem::take(&mut self.record);
         let len = std::mem::replace(&mut self.record_len, 0);
-        match self.state {
+        let actions = match self.state {
             State::Command => self.command(&record, len),
             State::Data => self.data_line(&record, len),
             State::Quit => Vec::new(),
+        };
+        // Keep a line-sized buffer for the next record; give a big one back.
+        if record.capacity() <= REUSED_RECORD_CAPACITY {
+            record.clear();
+            self.record = record;
         }
+        actions
     }
 
     /// How many bytes of the current record are worth keeping: a little more than the longest
