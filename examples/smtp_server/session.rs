@@ -8,7 +8,7 @@
 //!
 //! The session is in one of two states. In the *command* state each record is a command line;
 //! in the *data* state (after `DATA` got `354`) each record is a line of the message, until a
-//! line that is a lone `.`. Both states bound what they keep: a command line longer than its
+//! line that is a lone `.`. After `QUIT` (or the server's `421`) it ignores whatever follows. Both states bound what they keep: a command line longer than its
 //! limit and a message over [`Session::new`]'s size limit are counted but not stored, and
 //! answered `500` and `552` at their end, so a client cannot make the server grow.
 //!
