@@ -40,11 +40,13 @@ pub trait ChatHandler: 'static {
         Ok(())
     }
 
-    /// The peer finished sending. An unterminated last record stays collected (asynchat
-    /// never calls `found_terminator` for it either). Default: ask for `handle_close`.
+    /// The peer finished sending (it may still read). An unterminated last record stays
+    /// collected; `found_terminator` is not called for it (nor is it in asynchat). Default:
+    /// [`Chat::close_when_done`], so answers already pushed still reach the peer (asynchat
+    /// closes at once and drops them).
     fn handle_read_eof(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
-        let _ = chat;
-        channel.request_close();
+        let _ = channel;
+        chat.close_when_done();
         Ok(())
     }
 
