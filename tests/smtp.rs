@@ -591,3 +591,60 @@ fn replies_back_up_and_reading_stops() {
     let peak = peak_memory_kib(&server);
     assert!(peak < 32 * 1024, "peak {peak} KiB");
 }
+
+/// Many clients at once, each sending its own message in small writes: every message is
+/// printed whole, none interleaved with another.
+#[test]
+fn concurrent_clients_get_whole_messages() {
+    const CLIENTS: usize = 32;
+    let server = smtp_server("127.0.0.1:0");
+    let address = server.address;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(address);
+                assert_eq!(
+                    client.command(&format!("HELO client{i}")),
+                    "250 [127.0.0.1]"
+                );
+                assert_eq!(
+                    client.command(&format!("MAIL FROM:<c{i}@example.org>")),
+                    "250 OK"
+                );
+                assert_eq!(client.command("RCPT TO:<sink@example.org>"), "250 OK");
+                assert_eq!(
+                    client.command("DATA"),
+                    "354 End data with <CR><LF>.<CR><LF>"
+                );
+                let mut body = format!("Subject: {i}\r\n\r\n");
+                for line in 0..50 {
+                    body.push_str(&format!("client {i} line {line}\r\n"));
+                }
+                body.push_str(".\r\n");
+                for piece in body.as_bytes().chunks(37) {
+                    client.send(piece);
+                }
+                assert_eq!(client.reply(), ["250 OK"]);
+                assert_eq!(client.command("QUIT"), "221 Bye");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..CLIENTS {
+        let lines = next_message(&server);
+        let i: usize = lines[0].strip_prefix("Subject: ").unwrap().parse().unwrap();
+        let mut expected = vec![
+            format!("Subject: {i}"),
+            "X-Peer: 127.0.0.1".into(),
+            String::new(),
+        ];
+        expected.extend((0..50).map(|line| format!("client {i} line {line}")));
+        assert_eq!(lines, expected);
+        seen.push(i);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..CLIENTS).collect::<Vec<_>>());
+}
