@@ -144,6 +144,10 @@ fn push(chat: &mut Chat, reply: String) {
 }
 
 /// Prints an accepted message on stdout (the `listening on` line's stream), flushed at once.
+///
+/// As in smtpd, the write is synchronous, on the map's thread: a stdout that is not read
+/// holds up every connection. That keeps each message whole and printed before its `250 OK`
+/// is sent, which is what a debugging server's user (and its tests) rely on.
 fn deliver(message: &Message) {
     debug!(from = %message.mail_from, to = ?message.rcpt_tos, bytes = message.data.len(), "message accepted");
     // Stdout is line-buffered: a buffer in front of it makes a long message a few large
