@@ -82,6 +82,26 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_pass_unchanged() {
+        let message = Message {
+            peer: "::1".parse().unwrap(),
+            mail_from: "<>".into(),
+            rcpt_tos: vec!["c@d".into()],
+            mail_options: vec![],
+            data: b"X: \xff\n\n\x00\xfe\r".to_vec(),
+        };
+        let mut out = Vec::new();
+        message.write_to(&mut out).unwrap();
+        let expected = [
+            format!("{BEGIN}\n").as_bytes(),
+            b"X: \xff\nX-Peer: ::1\n\n\x00\xfe\r\n",
+            format!("{END}\n").as_bytes(),
+        ]
+        .concat();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
     fn no_blank_line_no_x_peer_and_empty_message() {
         assert_eq!(
             printed(b"just text", &[]),
