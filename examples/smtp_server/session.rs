@@ -586,6 +586,20 @@ mod tests {
         assert_eq!(last(&mut s, mail.as_bytes()), "250 OK");
         let rcpt = format!("RCPT TO:<{}@b>", "a".repeat(520));
         assert_eq!(last(&mut s, rcpt.as_bytes()), "500 Error: line too long");
+        // The exact bounds: 538 bytes for MAIL, 512 for the rest.
+        last(&mut s, b"RSET");
+        let mail = |len: usize| format!("MAIL FROM:<{}@b>", "a".repeat(len - 14));
+        assert_eq!(
+            last(&mut s, mail(539).as_bytes()),
+            "500 Error: line too long"
+        );
+        assert_eq!(last(&mut s, mail(538).as_bytes()), "250 OK");
+        let rcpt = |len: usize| format!("RCPT TO:<{}@b>", "a".repeat(len - 12));
+        assert_eq!(
+            last(&mut s, rcpt(513).as_bytes()),
+            "500 Error: line too long"
+        );
+        assert_eq!(last(&mut s, rcpt(512).as_bytes()), "250 OK");
     }
 
     #[test]
