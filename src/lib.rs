@@ -94,6 +94,14 @@
 //!   per receive, empty datagrams are not end of file, truncation and oversize datagrams are
 //!   errors that say so.
 //!
+//! # asynchat
+//!
+//! [`chat`]: asynchat's `async_chat` as [`chat::AsyncChat`], a dispatcher that frames input at
+//! a terminator (bytes of any length, a count, or none) for a [`chat::ChatHandler`]'s
+//! `collect_incoming_data`/`found_terminator`, and queues output (`push`, producers,
+//! `close_when_done`), with a maximum record length, water marks on the output, and a
+//! hand-over of the connection, unparsed bytes included, to native Tokio code.
+//!
 //! # Watching it
 //!
 //! Everything is traced with [`tracing`] and silent until a subscriber is installed. Each
