@@ -346,6 +346,45 @@ impl Map {
     /// channels stay (see [`shutdown`](Map::shutdown)). `stop` is polled as in
     /// [`run_until`](Map::run_until).
     ///
+    /// A map inside a larger application that shuts down with tokio-util's
+    /// `CancellationToken` and `TaskTracker`: the map runs on a thread of its own (it is
+    /// `!Send`), serves until the token is cancelled, then shuts down gracefully; the
+    /// application's native tasks reach it through its [`MapHandle`](crate::MapHandle).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use asyncore::Map;
+    /// use tokio_util::sync::CancellationToken;
+    /// use tokio_util::task::TaskTracker;
+    ///
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let token = CancellationToken::new();
+    /// let (found, handle) = std::sync::mpsc::channel();
+    /// let stop = token.clone();
+    /// let map_thread = std::thread::spawn(move || {
+    ///     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    ///         let map = Map::new();
+    ///         let _ = found.send(map.handle());
+    ///         map.serve(stop.cancelled_owned()).await?;
+    ///         map.shutdown(Duration::from_secs(2)).await // handle_close, flush, then empty
+    ///     })
+    /// });
+    /// let handle = handle.recv().expect("the map thread started");
+    /// runtime.block_on(async {
+    ///     let tracker = TaskTracker::new();
+    ///     tracker.spawn(async move {
+    ///         // Native work: add channels with `handle.add(..)`, call them, and so on.
+    ///         handle.wait_empty().await;
+    ///     });
+    ///     token.cancel(); // e.g. on SIGTERM
+    ///     tracker.close();
+    ///     tracker.wait().await;
+    /// });
+    /// map_thread.join().expect("the map thread")?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`run`](Map::run).
     pub async fn serve(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
