@@ -7,6 +7,7 @@ Step 2 (examples/migration_step2_dispatchers.rs) is the same program on this cra
 (native_echo_server.rs) is plain Tokio. MIGRATION.md walks through them.
 """
 import asyncore
+import signal
 import socket
 import sys
 
@@ -30,6 +31,15 @@ class EchoServer(asyncore.dispatcher):
     def handle_accepted(self, sock, addr):
         EchoHandler(sock)
 
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+# SIGINT and SIGTERM end the loop, even when this was started with SIGINT ignored (as a
+# background job of a non-interactive shell is).
+signal.signal(signal.SIGINT, interrupt)
+signal.signal(signal.SIGTERM, interrupt)
 
 host, _, port = (sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:8080").rpartition(":")
 EchoServer(host, int(port))
