@@ -19,6 +19,8 @@
 //!
 //! - **Datagram**: a `tokio::net::UdpSocket` or `UnixDatagram` (module `datagram`), from
 //!   `create_datagram_socket` on: usable at once, bound or not, connected or not.
+//! - **File**: any other descriptor, from `from_fd` (module `file`): a pipe, terminal or device
+//!   through `AsyncFd`, or a regular file, which epoll refuses, as always ready.
 //!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
 //! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
@@ -40,8 +42,10 @@ use crate::address::Address;
 use crate::event::{Interest, Ready};
 
 mod datagram;
+mod file;
 
 pub(crate) use datagram::Datagram;
+pub(crate) use file::{set_nonblocking, FileIo};
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
 /// proves the socket drained or full (see `Stream::after_read`).
@@ -67,6 +71,7 @@ pub(crate) enum Io {
     /// largest variant (memory per idle connection).
     Listener(Box<Listener>),
     Datagram(Datagram),
+    File(FileIo),
     Closed,
 }
 
@@ -93,6 +98,7 @@ impl Io {
             Io::Stream(stream) => stream.poll_ready(cx, want),
             Io::Listener(listener) if want.is_read() => listener.poll_ready(cx),
             Io::Datagram(socket) => socket.poll_ready(cx, want),
+            Io::File(file) => file.poll_ready(cx, want),
             _ => Ready::NONE,
         };
         if ready.is_empty() {
@@ -112,6 +118,7 @@ impl Io {
                 ListenerSocket::Unix(s) => s.as_raw_fd(),
             }),
             Io::Datagram(socket) => Some(socket.fd()),
+            Io::File(file) => Some(file.fd()),
             Io::Closed => None,
         }
     }
@@ -127,6 +134,7 @@ impl Io {
                 ListenerSocket::Unix(s) => socket2::SockRef::from(s),
             },
             Io::Datagram(socket) => socket.sock_ref(),
+            Io::File(file) => file.sock_ref(),
             Io::Closed => return None,
         })
     }
