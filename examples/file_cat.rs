@@ -62,7 +62,9 @@ impl Dispatcher for Input {
             return Ok(()); // end of input: handle_read_eof follows
         }
         let map = channel.map().expect("in a map");
-        map.with(self.output, |output: &mut Output, out| output.queue(out, data))?
+        map.with(self.output, |output: &mut Output, out| {
+            output.queue(out, data)
+        })?
     }
     fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
         let map = channel.map().expect("in a map");
