@@ -44,6 +44,7 @@ use crate::map::{Map, MapInner};
 
 mod datagram;
 mod file;
+mod urgent;
 
 /// A socket and its asyncore state, owned by the map once added.
 ///

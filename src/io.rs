@@ -43,6 +43,7 @@ use crate::event::{Interest, Ready};
 
 mod datagram;
 mod file;
+mod urgent;
 
 pub(crate) use datagram::Datagram;
 pub(crate) use file::{set_nonblocking, FileIo};
@@ -78,6 +79,14 @@ pub(crate) enum Io {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TCP stream also watched for urgent data (`Channel::set_urgent_events`); boxed, so
+    /// that ordinary streams pay nothing for it.
+    Urgent(Box<UrgentTcp>),
+}
+
+pub(crate) struct UrgentTcp {
+    pub(crate) stream: TcpStream,
+    watch: urgent::UrgentWatch,
 }
 
 pub(crate) struct Listener {
@@ -113,6 +122,7 @@ impl Io {
             Io::Fresh(socket) => Some(socket.as_raw_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_raw_fd()),
             Io::Stream(Stream::Unix(s)) => Some(s.as_raw_fd()),
+            Io::Stream(Stream::Urgent(u)) => Some(u.stream.as_raw_fd()),
             Io::Listener(l) => Some(match &l.socket {
                 ListenerSocket::Tcp(s) => s.as_raw_fd(),
                 ListenerSocket::Unix(s) => s.as_raw_fd(),
@@ -129,6 +139,7 @@ impl Io {
             Io::Fresh(socket) => socket2::SockRef::from(socket),
             Io::Stream(Stream::Tcp(s)) => socket2::SockRef::from(s),
             Io::Stream(Stream::Unix(s)) => socket2::SockRef::from(s),
+            Io::Stream(Stream::Urgent(u)) => socket2::SockRef::from(&u.stream),
             Io::Listener(l) => match &l.socket {
                 ListenerSocket::Tcp(s) => socket2::SockRef::from(s),
                 ListenerSocket::Unix(s) => socket2::SockRef::from(s),
@@ -141,7 +152,7 @@ impl Io {
 }
 
 impl Stream {
-    fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
+    fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // An `Err` here means the runtime is shutting down; report readiness so that the next
         // operation surfaces the error to the dispatcher instead of the channel hanging.
         let mut ready = Ready::NONE;
@@ -149,6 +160,7 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_read_ready(cx),
                 Stream::Unix(s) => s.poll_read_ready(cx),
+                Stream::Urgent(u) => u.stream.poll_read_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::READ;
@@ -158,12 +170,48 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_write_ready(cx),
                 Stream::Unix(s) => s.poll_write_ready(cx),
+                Stream::Urgent(u) => u.stream.poll_write_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::WRITE;
             }
         }
+        // asyncore's `select` puts every socket it waits on in the `e` set too.
+        if let Stream::Urgent(u) = self {
+            if !want.is_empty() && u.watch.poll(cx) {
+                ready = ready | Ready::EXPT;
+            }
+        }
         ready
+    }
+
+    /// The stream with urgent-data watching turned on or off (a TCP stream only; the caller
+    /// checks). On error the stream comes back unchanged.
+    pub(crate) fn with_urgent_watch(self, on: bool) -> (Stream, io::Result<()>) {
+        match (on, self) {
+            (true, Stream::Tcp(stream)) => match urgent::UrgentWatch::new(&stream) {
+                Ok(watch) => (
+                    Stream::Urgent(Box::new(UrgentTcp { stream, watch })),
+                    Ok(()),
+                ),
+                Err(e) => (Stream::Tcp(stream), Err(e)),
+            },
+            (false, Stream::Urgent(urgent)) => (Stream::Tcp(urgent.stream), Ok(())),
+            (_, stream) => (stream, Ok(())),
+        }
+    }
+
+    /// Whether the stream is watched for urgent data.
+    pub(crate) fn watches_urgent(&self) -> bool {
+        matches!(self, Stream::Urgent(_))
+    }
+
+    /// Takes the pending urgent event, if any.
+    pub(crate) fn take_urgent(&mut self) -> bool {
+        match self {
+            Stream::Urgent(u) => u.watch.take(),
+            _ => false,
+        }
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
@@ -171,6 +219,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
+            Stream::Urgent(u) => u.stream.try_read_buf(buf),
         }?;
         self.after_read(n, asked);
         Ok(n)
@@ -180,6 +229,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            Stream::Urgent(u) => u.stream.try_read(buf),
         }?;
         self.after_read(n, buf.len());
         Ok(n)
@@ -189,6 +239,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
+            Stream::Urgent(u) => u.stream.try_write(buf),
         }?;
         self.after_write(n, buf.len());
         Ok(n)
@@ -201,6 +252,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_write_vectored(bufs),
             Stream::Unix(s) => s.try_write_vectored(bufs),
+            Stream::Urgent(u) => u.stream.try_write_vectored(bufs),
         }
     }
 
@@ -210,8 +262,11 @@ impl Stream {
     /// system call per message). Tokio's own `poll_read` does the same. This is sound with
     /// edge-triggered readiness (epoll, kqueue): data that arrives later raises a new event,
     /// and Tokio ignores a clear that is older than the latest event.
+    ///
+    /// Not for a stream watched for urgent data: a read stops short at the urgent mark with
+    /// more data behind it.
     fn after_read(&self, n: usize, asked: usize) {
-        if EDGE_TRIGGERED && 0 < n && n < asked {
+        if EDGE_TRIGGERED && 0 < n && n < asked && !matches!(self, Stream::Urgent(_)) {
             self.clear(tokio::io::Interest::READABLE);
         }
     }
@@ -230,6 +285,7 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.try_io(interest, would_block),
             Stream::Unix(s) => s.try_io(interest, would_block),
+            Stream::Urgent(u) => u.stream.try_io(interest, would_block),
         };
     }
 
@@ -237,12 +293,14 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            Stream::Urgent(u) => u.stream.take_error(),
         }
     }
 
     pub(crate) fn peer_address(&self) -> io::Result<Address> {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
+            Stream::Urgent(u) => u.stream.peer_addr().map(Address::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
         }
     }
