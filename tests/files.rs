@@ -352,7 +352,8 @@ fn socket_pair_through_from_fd() {
 }
 
 /// An always-ready channel that always wants to write (to `/dev/null`) does not starve the
-/// thread: a native task on the same thread gets to run, and closes it.
+/// thread: a native task on the same thread gets to run, and closes it. The map runs on a
+/// thread of its own, so that a starved thread fails the test instead of hanging it.
 #[test]
 fn always_ready_channel_yields_to_the_thread() {
     struct Sink(std::rc::Rc<std::cell::Cell<u64>>);
@@ -366,24 +367,32 @@ fn always_ready_channel_yields_to_the_thread() {
             Ok(())
         }
     }
-    block_on(async {
-        let null = OpenOptions::new().write(true).open("/dev/null").unwrap();
-        let writes = std::rc::Rc::new(std::cell::Cell::new(0));
-        let map = Map::new();
-        let channel = Channel::from_fd(&null).unwrap();
-        assert!(channel.always_ready());
-        map.add(channel, Sink(writes.clone())).unwrap();
-        let closer = {
-            let map = map.clone();
-            async move {
-                for _ in 0..10 {
-                    tokio::task::yield_now().await;
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let writes = block_on(async {
+            let null = OpenOptions::new().write(true).open("/dev/null").unwrap();
+            let writes = std::rc::Rc::new(std::cell::Cell::new(0));
+            let map = Map::new();
+            let channel = Channel::from_fd(&null).unwrap();
+            assert!(channel.always_ready());
+            map.add(channel, Sink(writes.clone())).unwrap();
+            let closer = {
+                let map = map.clone();
+                async move {
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                    map.close_all();
                 }
-                map.close_all();
-            }
-        };
-        let (served, ()) = tokio::join!(map.run(), closer);
-        served.unwrap();
-        assert!(writes.get() > 0);
+            };
+            let (served, ()) = tokio::join!(map.run(), closer);
+            served.unwrap();
+            writes.get()
+        });
+        let _ = done.send(writes);
     });
+    let writes = finished
+        .recv_timeout(LIMIT)
+        .expect("the always-ready channel starved its thread");
+    assert!(writes > 0);
 }

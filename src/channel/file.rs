@@ -16,7 +16,8 @@ impl Channel {
     /// (`F_DUPFD_CLOEXEC`), so the caller may close its own at any time; the channel owns and
     /// closes the duplicate.
     ///
-    /// The channel starts [`connected`](Channel::connected) (`handle_connect` never runs), and
+    /// The channel starts [`connected`](Channel::connected) (`handle_connect` never runs; its
+    /// [`family`](Channel::family) says `Unix`, and it has no [`addr`](Channel::addr)), and
     /// [`recv`](Channel::recv)/[`send`](Channel::send) (and `recv_into`, `recv_buf`,
     /// `send_vectored`) are `read(2)`/`write(2)` with a socket's event rules:
     ///
