@@ -7,6 +7,7 @@ mod util;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use asyncore::{Channel, Dispatcher, Event, Map};
@@ -395,4 +396,98 @@ fn always_ready_channel_yields_to_the_thread() {
         .recv_timeout(LIMIT)
         .expect("the always-ready channel starved its thread");
     assert!(writes > 0);
+}
+
+/// A pseudo-terminal: (master, slave), the slave in its default canonical mode.
+#[allow(unsafe_code)]
+fn pty() -> (File, File) {
+    // SAFETY: plain libc calls on a descriptor this function owns; `ptsname_r` writes a
+    // NUL-terminated name into the buffer it is given, within its length.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "{}", io::Error::last_os_error());
+        let master = File::from_raw_fd(master);
+        assert_eq!(libc::grantpt(master.as_raw_fd()), 0);
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()),
+            0
+        );
+        let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap();
+        let slave = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(name)
+            .unwrap();
+        (master, slave)
+    }
+}
+
+/// A terminal in canonical mode returns one line per read, however many are waiting: a short
+/// read proves nothing there, so every line arrives (the pipe rule, "a short read emptied it",
+/// would strand the second line until more input came).
+#[test]
+fn terminal_lines_all_arrive() {
+    struct Lines(Log);
+    impl Dispatcher for Lines {
+        fn writable(&self, _: &Channel) -> bool {
+            false
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let data = channel.recv(1024)?;
+            self.0.push(String::from_utf8_lossy(&data).into_owned());
+            if data.ends_with(b"last\n") {
+                channel.close();
+            }
+            Ok(())
+        }
+    }
+    block_on(async {
+        let (mut master, slave) = pty();
+        master.write_all(b"one\ntwo\nlast\n").unwrap();
+        let log = Log::default();
+        let map = Map::new();
+        let channel = Channel::from_fd(&slave).unwrap();
+        assert!(!channel.always_ready());
+        map.add(channel, Lines(log.clone())).unwrap();
+        map.run().await.unwrap();
+        assert_eq!(log.entries(), ["one\n", "two\n", "last\n"]);
+    });
+}
+
+/// A named pipe (FIFO) works like a pipe: data written in several pieces, then the writer's
+/// close, then end of file, once.
+#[test]
+#[allow(unsafe_code)]
+fn fifo_reads_to_end_of_file() {
+    let path = std::env::temp_dir().join(format!("asyncore-files-{}-fifo", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: `mkfifo` reads the NUL-terminated path it is given.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    block_on(async {
+        // Opening the read end without O_NONBLOCK would wait for a writer.
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let mut writer = OpenOptions::new().write(true).open(&path).unwrap();
+        let log = Log::default();
+        let map = Map::new();
+        map.add(Channel::from_fd(&reader).unwrap(), Reader::new(4096, &log))
+            .unwrap();
+        drop(reader);
+        let feeder = std::thread::spawn(move || {
+            for i in 0..64u8 {
+                writer.write_all(&[i; 1000]).unwrap();
+            }
+        });
+        map.run().await.unwrap();
+        feeder.join().unwrap();
+        assert_eq!(log.entries(), ["eof after 64000", "close after 64000"]);
+    });
+    let _ = std::fs::remove_file(&path);
 }
