@@ -21,6 +21,12 @@ impl Channel {
     /// channels should not pay for that. Call it after [`connect`](Channel::connect), or on an
     /// accepted channel before adding it to a map (or in a callback).
     ///
+    /// Turn it on for any peer that may send urgent data (telnet, FTP's `ABOR`): without it
+    /// the byte is invisible, and since a read stops short at the urgent mark, which the
+    /// reactor takes for "the socket is drained" (see the crate docs), ordinary data queued
+    /// behind an unread urgent byte waits until the peer sends more or closes. A watched
+    /// channel does not take short reads for drained.
+    ///
     /// Event rules:
     ///
     /// - The channel is watched while it waits for anything (`readable()` or `writable()`), as
