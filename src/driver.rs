@@ -31,7 +31,7 @@ use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
 use crate::error::{is_disconnect, panic_error, would_block, ExitNow};
 use crate::event::{ChannelId, Event, Interest, Ready};
-use crate::map::MapInner;
+use crate::map::{LoopFlags, MapInner};
 use crate::work::Completion;
 
 /// Consecutive read or write callbacks that leave the socket untouched before the reactor calls
@@ -49,6 +49,7 @@ pub(crate) struct Entry {
     pub(crate) dispatcher: RefCell<Box<dyn Dispatcher>>,
     pub(crate) type_name: &'static str,
     map: Weak<MapInner>,
+    flags: Rc<LoopFlags>,
     waker: Cell<Option<Waker>>,
     poked: Cell<bool>,
     close_notified: Cell<bool>,
@@ -83,14 +84,15 @@ impl Entry {
         channel: Channel,
         dispatcher: Box<dyn Dispatcher>,
         type_name: &'static str,
-        map: Weak<MapInner>,
+        map: &Rc<MapInner>,
     ) -> Entry {
         Entry {
             id: channel.id(),
             channel: RefCell::new(channel),
             dispatcher: RefCell::new(dispatcher),
             type_name,
-            map,
+            map: Rc::downgrade(map),
+            flags: map.flags.clone(),
             waker: Cell::new(None),
             poked: Cell::new(false),
             close_notified: Cell::new(false),
@@ -252,7 +254,7 @@ impl Entry {
     }
 
     fn stopping(&self) -> bool {
-        self.map.upgrade().is_none_or(|map| map.exiting())
+        self.flags.exiting.get()
     }
 
     /// Free-running dispatch of one wake-up: read, then write, then urgent events.
@@ -552,8 +554,7 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
             break;
         }
         let want = entry.interest();
-        let paused = || entry.map.upgrade().is_none_or(|map| map.paused());
-        match std::future::poll_fn(|cx| entry.poll_wake(cx, want, paused())).await {
+        match std::future::poll_fn(|cx| entry.poll_wake(cx, want, entry.flags.paused.get())).await {
             // A readiness poll that returns `Ready` has used one unit of Tokio's cooperative
             // budget, so a channel that is always ready still lets the rest of the thread run.
             Wake::Io(ready) => entry.dispatch(ready, want),

@@ -99,6 +99,14 @@
 //! - Urgent data: [`Channel::set_urgent_events`] turns on `handle_expt` for a TCP channel's
 //!   out-of-band bytes, read with [`Channel::recv_urgent`].
 //!
+//! # asynchat
+//!
+//! [`chat`]: asynchat's `async_chat` as [`chat::AsyncChat`], a dispatcher that frames input at
+//! a terminator (bytes of any length, a count, or none) for a [`chat::ChatHandler`]'s
+//! `collect_incoming_data`/`found_terminator`, and queues output (`push`, producers,
+//! `close_when_done`), with a maximum record length, water marks on the output, and a
+//! hand-over of the connection, unparsed bytes included, to native Tokio code.
+//!
 //! # Watching it
 //!
 //! Everything is traced with [`tracing`] and silent until a subscriber is installed. Each
@@ -124,6 +132,7 @@
 
 mod address;
 mod channel;
+pub mod chat;
 mod dispatcher;
 mod driver;
 mod error;

@@ -69,12 +69,23 @@ pub struct Map {
     inner: Rc<MapInner>,
 }
 
+/// The loop's state as its channel tasks see it: two cells behind an `Rc`, so that the hot path
+/// reads them without upgrading a `Weak` to the map.
+#[derive(Default)]
+pub(crate) struct LoopFlags {
+    /// Channel tasks wait instead of dispatching: during lock-step passes, after `ExitNow` until
+    /// the next run, and once the map is gone.
+    pub(crate) paused: Cell<bool>,
+    /// A callback returned `ExitNow` (or the map is gone): no more callbacks until the loop has
+    /// returned it.
+    pub(crate) exiting: Cell<bool>,
+}
+
 pub(crate) struct MapInner {
     entries: RefCell<BTreeMap<ChannelId, Rc<Entry>>>,
     local: LocalSet,
-    /// Channel tasks wait instead of dispatching: during lock-step passes, and after `ExitNow`
-    /// until the next run.
-    paused: Cell<bool>,
+    /// Shared with the channel tasks, which read it before every wait and every callback.
+    pub(crate) flags: Rc<LoopFlags>,
     running: Cell<bool>,
     run_waker: RefCell<Option<Waker>>,
     exit: RefCell<Option<io::Error>>,
@@ -102,7 +113,7 @@ impl Map {
         let inner = Rc::new(MapInner {
             entries: RefCell::new(BTreeMap::new()),
             local: LocalSet::new(),
-            paused: Cell::new(false),
+            flags: Rc::default(),
             running: Cell::new(false),
             run_waker: RefCell::new(None),
             exit: RefCell::new(None),
@@ -147,7 +158,7 @@ impl Map {
             channel,
             Box::new(dispatcher),
             type_name,
-            Rc::downgrade(&self.inner),
+            &self.inner,
         ));
         let was_empty = {
             let mut entries = self.inner.entries.borrow_mut();
@@ -335,6 +346,45 @@ impl Map {
     /// channels stay (see [`shutdown`](Map::shutdown)). `stop` is polled as in
     /// [`run_until`](Map::run_until).
     ///
+    /// A map inside a larger application that shuts down with tokio-util's
+    /// `CancellationToken` and `TaskTracker`: the map runs on a thread of its own (it is
+    /// `!Send`), serves until the token is cancelled, then shuts down gracefully; the
+    /// application's native tasks reach it through its [`MapHandle`](crate::MapHandle).
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use asyncore::Map;
+    /// use tokio_util::sync::CancellationToken;
+    /// use tokio_util::task::TaskTracker;
+    ///
+    /// let runtime = tokio::runtime::Runtime::new()?;
+    /// let token = CancellationToken::new();
+    /// let (found, handle) = std::sync::mpsc::channel();
+    /// let stop = token.clone();
+    /// let map_thread = std::thread::spawn(move || {
+    ///     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    ///         let map = Map::new();
+    ///         let _ = found.send(map.handle());
+    ///         map.serve(stop.cancelled_owned()).await?;
+    ///         map.shutdown(Duration::from_secs(2)).await // handle_close, flush, then empty
+    ///     })
+    /// });
+    /// let handle = handle.recv().expect("the map thread started");
+    /// runtime.block_on(async {
+    ///     let tracker = TaskTracker::new();
+    ///     tracker.spawn(async move {
+    ///         // Native work: add channels with `handle.add(..)`, call them, and so on.
+    ///         handle.wait_empty().await;
+    ///     });
+    ///     token.cancel(); // e.g. on SIGTERM
+    ///     tracker.close();
+    ///     tracker.wait().await;
+    /// });
+    /// map_thread.join().expect("the map thread")?;
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     /// As [`run`](Map::run).
     pub async fn serve(&self, stop: impl Future<Output = ()>) -> io::Result<()> {
@@ -359,7 +409,7 @@ impl Map {
         let result = inner
             .local
             .run_until(poll_fn(|cx| {
-                if let Some(error) = inner.exit.take() {
+                if let Some(error) = inner.take_exit() {
                     return Poll::Ready(Err(error));
                 }
                 if until_empty && inner.is_empty() {
@@ -422,7 +472,7 @@ impl Map {
     /// `Other` if the map is already running.
     pub async fn poll(&self, timeout: Duration) -> io::Result<Pass> {
         let _running = self.inner.start()?;
-        self.inner.paused.set(true);
+        self.inner.flags.paused.set(true);
         self.inner
             .local
             .run_until(crate::pass::run_pass(&self.inner, timeout))
@@ -495,20 +545,14 @@ impl MapInner {
     }
 
     pub(crate) fn take_exit(&self) -> Option<io::Error> {
+        self.flags.exiting.set(false);
         self.exit.take()
-    }
-
-    pub(crate) fn paused(&self) -> bool {
-        self.paused.get()
-    }
-
-    pub(crate) fn exiting(&self) -> bool {
-        self.exit.borrow().is_some()
     }
 
     /// A callback returned `ExitNow`: pause every channel and let the running loop return it.
     pub(crate) fn exit(&self, error: io::Error) {
-        self.paused.set(true);
+        self.flags.paused.set(true);
+        self.flags.exiting.set(true);
         *self.exit.borrow_mut() = Some(error);
         self.wake_runner();
     }
@@ -547,7 +591,7 @@ impl MapInner {
 
     /// Lets channel tasks dispatch again after lock-step passes or `ExitNow`.
     fn resume(&self) {
-        if self.paused.replace(false) {
+        if self.flags.paused.replace(false) {
             for entry in self.snapshot() {
                 entry.poke();
             }
@@ -557,6 +601,8 @@ impl MapInner {
 
 impl Drop for MapInner {
     fn drop(&mut self) {
+        self.flags.paused.set(true);
+        self.flags.exiting.set(true);
         self.shared.set_empty(true);
     }
 }

@@ -499,12 +499,7 @@ fn emsgsize_keeps_the_os_error() {
 #[test]
 fn refused_datagrams_reach_handle_error() {
     block_on(async {
-        let closed_port = {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap()
-        };
-        let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
-        channel.connect(closed_port).unwrap();
+        let channel = refused_udp_channel();
         let log = Log::default();
         let map = Map::new();
         map.add(
@@ -629,12 +624,7 @@ fn send_without_a_peer_is_an_error() {
 #[test]
 fn a_refused_channel_stays_usable_and_quiet() {
     block_on(async {
-        let closed_port = {
-            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap()
-        };
-        let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
-        channel.connect(closed_port).unwrap();
+        let channel = refused_udp_channel();
         let log = Log::default();
         let map = Map::new();
         map.add(
@@ -689,4 +679,15 @@ impl Dispatcher for Persistent {
             self.owed += 1;
         }
     }
+}
+
+/// A UDP channel connected to a loopback port nobody listens on (it was free a moment ago):
+/// what it sends is refused.
+fn refused_udp_channel() -> Channel {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free loopback UDP port");
+    let mut channel = Channel::create_datagram_socket(Family::Inet).unwrap();
+    channel.connect(closed).unwrap();
+    channel
 }

@@ -67,6 +67,39 @@ fn echo_server_echoes_then_exits_on_signals() {
     }
 }
 
+/// A client that sends without ever reading stalls once the socket buffers are full: the server
+/// stops reading while it owes bytes (asyncore's `dispatcher_with_send` would buffer all of it).
+/// The server goes on serving others.
+#[test]
+fn echo_server_pushes_back_on_a_client_that_does_not_read() {
+    const CEILING: usize = 64 << 20; // far above loopback's socket buffers, both ways
+    const CHUNK: usize = 1 << 20;
+    for name in ECHO_SERVERS {
+        let server = server(name, &["127.0.0.1:0"]);
+        let mut stream = connect(server.address);
+        stream
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let chunk = vec![7u8; CHUNK];
+        let mut accepted = 0;
+        while accepted < CEILING && stream.write_all(&chunk).is_ok() {
+            accepted += CHUNK;
+        }
+        assert!(
+            accepted < CEILING,
+            "{name} took {accepted} bytes from a client that reads nothing"
+        );
+        let mut other = connect(server.address);
+        other.write_all(b"still here").unwrap();
+        let mut echo = [0u8; 10];
+        other.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"still here");
+        drop(stream);
+        let (status, stderr) = server.stop("TERM");
+        assert!(status.success(), "{name}: {status:?} {stderr}");
+    }
+}
+
 /// IPv6 works as well as IPv4.
 #[test]
 fn echo_server_on_ipv6() {
@@ -484,6 +517,148 @@ fn udp_echo_server_errors_are_one_line() {
         );
     }
 }
+
+// ----- chat_server (asynchat) -----
+
+/// Reads exactly `expect.len()` bytes and compares them.
+fn expect_bytes(stream: &mut TcpStream, expect: &[u8], who: &str) {
+    let mut got = vec![0u8; expect.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expect),
+        "{who} received"
+    );
+}
+
+/// Each complete line goes to every other client, newline included, never back to its
+/// sender; a partial line waits for its newline; an empty line and a `\r\n` line pass
+/// unchanged; a client's half-close ends its connection; on a signal the server exits 0.
+#[test]
+fn chat_server_relays_lines_to_the_others() {
+    for signal in ["TERM", "INT"] {
+        let server = server("chat_server", &["127.0.0.1:0"]);
+        let mut a = connect(server.address);
+        let mut b = connect(server.address);
+        let mut c = connect(server.address);
+        for s in [&a, &b, &c] {
+            s.set_nodelay(true).unwrap();
+        }
+        // The listener accepts in order, so when C's line is relayed, A and B are members.
+        c.write_all(b"C joined\n").unwrap();
+        expect_bytes(&mut a, b"C joined\n", "A");
+        expect_bytes(&mut b, b"C joined\n", "B");
+        // A partial line from A, then a round trip through the server, then the rest.
+        a.write_all(b"par").unwrap();
+        b.write_all(b"from B\n").unwrap();
+        expect_bytes(&mut a, b"from B\n", "A");
+        expect_bytes(&mut c, b"from B\n", "C");
+        a.write_all(b"tial\n\nx\r\n").unwrap();
+        expect_bytes(&mut b, b"partial\n\nx\r\n", "B");
+        expect_bytes(&mut c, b"partial\n\nx\r\n", "C");
+        // An unterminated last line is not relayed; each half-close ends that connection.
+        c.write_all(b"never finished").unwrap();
+        for (name, s) in [("C", &mut c), ("A", &mut a), ("B", &mut b)] {
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert_eq!(String::from_utf8_lossy(&rest), "", "{name} received more");
+        }
+        let (status, stderr) = server.stop(signal);
+        assert!(
+            status.success(),
+            "chat_server {signal}: {status:?} {stderr}"
+        );
+        assert_eq!(stderr, "");
+    }
+}
+
+/// A line longer than the chat's 64 KiB record limit closes its sender (and only it); the
+/// others keep chatting.
+#[test]
+fn chat_server_closes_a_sender_of_endless_lines() {
+    let server = server("chat_server", &["127.0.0.1:0"]);
+    let mut a = connect(server.address);
+    let mut b = connect(server.address);
+    b.write_all(b"B here\n").unwrap();
+    expect_bytes(&mut a, b"B here\n", "A");
+    let endless = {
+        let mut a = a.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let block = vec![b'x'; 64 * 1024];
+            // The server closes A after 64 KiB; writing fails soon after. Bounded anyway.
+            (0..160).take_while(|_| a.write_all(&block).is_ok()).count()
+        })
+    };
+    let mut rest = Vec::new();
+    let _ = a.read_to_end(&mut rest); // EOF, or a reset: either way the server closed A
+    assert!(rest.is_empty(), "A got {} bytes", rest.len());
+    let blocks = endless.join().unwrap();
+    assert!(blocks < 160, "the server kept reading an endless line");
+    let mut c = connect(server.address);
+    c.write_all(b"C here\n").unwrap();
+    expect_bytes(&mut b, b"C here\n", "B");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
+#[test]
+fn chat_server_errors_are_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+    ] {
+        let mut command = Command::new(example("chat_server"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("chat_server: ") && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A member that does not read is dropped once more than 1 MiB waits for it, rather than
+/// making the server grow; the sender is not held up.
+#[test]
+fn chat_server_drops_a_member_that_does_not_read() {
+    let server = server("chat_server", &["127.0.0.1:0"]);
+    let mut a = connect(server.address);
+    let mut b = connect(server.address);
+    b.write_all(b"B here\n").unwrap();
+    expect_bytes(&mut a, b"B here\n", "A");
+    const TOTAL: usize = 64 << 20;
+    let writer = {
+        let mut a = a.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut block = vec![b'x'; 64 * 1024];
+            for i in (1023..block.len()).step_by(1024) {
+                block[i] = b'\n';
+            }
+            (0..TOTAL / block.len()).all(|_| a.write_all(&block).is_ok())
+        })
+    };
+    assert!(writer.join().unwrap(), "A was held up or cut off");
+    let mut got = Vec::new();
+    let _ = b.read_to_end(&mut got); // ends: the server closed B
+    assert!(got.len() < TOTAL, "B got all {} bytes", got.len());
+    assert!(got.iter().all(|&c| c == b'x' || c == b'\n'));
+    a.write_all(b"still here\n").unwrap();
+    let mut c = connect(server.address);
+    c.write_all(b"C here\n").unwrap();
+    expect_bytes(&mut a, b"C here\n", "A");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+// ----- file_cat (file_dispatcher) -----
 
 /// Pseudo-random bytes (xorshift64*), the same for every run.
 fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {

@@ -39,24 +39,56 @@ impl Dispatcher for NoRead {
     }
 }
 
+/// How a capture server reads: at once, or 512 bytes at a time through a 4 KiB receive buffer.
+#[derive(Clone, Copy, PartialEq)]
+enum Reader {
+    Fast,
+    Slow,
+}
+
 /// A listener on `family` that a thread drains to end of file; returns its address and the
 /// thread, which yields every byte it read.
-fn capture_server(family: Family) -> (asyncore::Address, std::thread::JoinHandle<Vec<u8>>) {
-    fn drain(mut stream: impl Read) -> Vec<u8> {
+fn capture_server(
+    family: Family,
+    reader: Reader,
+) -> (asyncore::Address, std::thread::JoinHandle<Vec<u8>>) {
+    const SMALL_BUFFER: usize = 4096;
+    fn drain(mut stream: impl Read, reader: Reader) -> Vec<u8> {
         let mut all = Vec::new();
-        stream.read_to_end(&mut all).unwrap();
-        all
+        let mut piece = vec![
+            0u8;
+            if reader == Reader::Slow {
+                512
+            } else {
+                64 * 1024
+            }
+        ];
+        loop {
+            let n = stream.read(&mut piece).unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&piece[..n]);
+        }
     }
     match any_address(family) {
         asyncore::Address::Inet(addr) => {
-            let listener = std::net::TcpListener::bind(addr).unwrap();
+            use asyncore::socket2::{Domain, Socket, Type};
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+            if reader == Reader::Slow {
+                // Before listen, so that the window the connection starts with is small too.
+                socket.set_recv_buffer_size(SMALL_BUFFER).unwrap();
+            }
+            socket.bind(&addr.into()).unwrap();
+            socket.listen(1).unwrap();
+            let listener: std::net::TcpListener = socket.into();
             let address = listener.local_addr().unwrap().into();
             (
                 address,
                 std::thread::spawn(move || {
                     let (stream, _) = listener.accept().unwrap();
                     stream.set_read_timeout(Some(LIMIT)).unwrap();
-                    drain(stream)
+                    drain(stream, reader)
                 }),
             )
         }
@@ -66,8 +98,13 @@ fn capture_server(family: Family) -> (asyncore::Address, std::thread::JoinHandle
                 path.into(),
                 std::thread::spawn(move || {
                     let (stream, _) = listener.accept().unwrap();
+                    if reader == Reader::Slow {
+                        asyncore::socket2::SockRef::from(&stream)
+                            .set_recv_buffer_size(SMALL_BUFFER)
+                            .unwrap();
+                    }
                     stream.set_read_timeout(Some(LIMIT)).unwrap();
-                    drain(stream)
+                    drain(stream, reader)
                 }),
             )
         }
@@ -89,7 +126,7 @@ fn dispatcher_with_send_delivers_everything_in_order() {
                     .collect::<Vec<u8>>(),
             ),
         ] {
-            let (address, server) = capture_server(family);
+            let (address, server) = capture_server(family, Reader::Fast);
             let sends = Rc::new(Cell::new(0));
             block_on(async {
                 let mut channel = Channel::create_socket(family).unwrap();
@@ -200,7 +237,7 @@ fn slow_reader_keeps_the_buffer_bounded() {
     const CHUNK: usize = 3000;
     const TOTAL: usize = 2 * 1024 * 1024;
     for family in [Family::Inet, Family::Unix] {
-        let (address, server) = capture_server_slow(family);
+        let (address, server) = capture_server(family, Reader::Slow);
         let max_queued = Rc::new(Cell::new(0));
         let pauses = Rc::new(Cell::new(0));
         let resumes = Rc::new(Cell::new(0));
@@ -240,59 +277,6 @@ fn slow_reader_keeps_the_buffer_bounded() {
             max_queued.get()
         );
         assert!(pauses.get() >= 1 && resumes.get() >= 1, "{family:?}");
-    }
-}
-
-/// `capture_server`, reading 512 bytes at a time through a small receive buffer.
-fn capture_server_slow(family: Family) -> (asyncore::Address, std::thread::JoinHandle<Vec<u8>>) {
-    fn drain(mut stream: impl Read) -> Vec<u8> {
-        let mut all = Vec::new();
-        let mut piece = [0u8; 512];
-        loop {
-            let n = stream.read(&mut piece).unwrap();
-            if n == 0 {
-                return all;
-            }
-            all.extend_from_slice(&piece[..n]);
-        }
-    }
-    match any_address(family) {
-        asyncore::Address::Inet(addr) => {
-            let socket = asyncore::socket2::Socket::new(
-                asyncore::socket2::Domain::IPV4,
-                asyncore::socket2::Type::STREAM,
-                None,
-            )
-            .unwrap();
-            socket.set_recv_buffer_size(4096).unwrap();
-            socket.bind(&addr.into()).unwrap();
-            socket.listen(1).unwrap();
-            let listener: std::net::TcpListener = socket.into();
-            let address = listener.local_addr().unwrap().into();
-            (
-                address,
-                std::thread::spawn(move || {
-                    let (stream, _) = listener.accept().unwrap();
-                    stream.set_read_timeout(Some(LIMIT)).unwrap();
-                    drain(stream)
-                }),
-            )
-        }
-        asyncore::Address::Unix(path) => {
-            let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-            (
-                path.into(),
-                std::thread::spawn(move || {
-                    let (stream, _) = listener.accept().unwrap();
-                    asyncore::socket2::SockRef::from(&stream)
-                        .set_recv_buffer_size(4096)
-                        .unwrap();
-                    stream.set_read_timeout(Some(LIMIT)).unwrap();
-                    drain(stream)
-                }),
-            )
-        }
-        asyncore::Address::Unnamed => unreachable!(),
     }
 }
 

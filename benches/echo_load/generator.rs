@@ -106,18 +106,7 @@ async fn echo_until_done(
     phase: &Cell<Phase>,
 ) -> io::Result<Vec<u32>> {
     let mut message = Message::new(size, pattern);
-    let mut latencies = Vec::new();
-    loop {
-        let measured = match phase.get() {
-            Phase::Done => return Ok(latencies),
-            p => p == Phase::Measure,
-        };
-        let start = Instant::now();
-        message.round(&mut stream).await?;
-        if measured && phase.get() == Phase::Measure {
-            latencies.push(start.elapsed().as_nanos() as u32);
-        }
-    }
+    until_done(phase, async || message.round(&mut stream).await).await
 }
 
 /// One worker's connect / echo / close loop until the window closes.
@@ -127,6 +116,15 @@ async fn connect_until_done(
     phase: &Cell<Phase>,
 ) -> io::Result<Vec<u32>> {
     let mut message = Message::new(64, worker);
+    until_done(phase, async || one_connection(address, &mut message).await).await
+}
+
+/// Repeats `round` until the window closes; the latencies (ns) of the rounds that ran entirely
+/// inside the measured part.
+async fn until_done(
+    phase: &Cell<Phase>,
+    mut round: impl AsyncFnMut() -> io::Result<()>,
+) -> io::Result<Vec<u32>> {
     let mut latencies = Vec::new();
     loop {
         let measured = match phase.get() {
@@ -134,7 +132,7 @@ async fn connect_until_done(
             p => p == Phase::Measure,
         };
         let start = Instant::now();
-        one_connection(address, &mut message).await?;
+        round().await?;
         if measured && phase.get() == Phase::Measure {
             latencies.push(start.elapsed().as_nanos() as u32);
         }

@@ -1,0 +1,411 @@
+//! A line-based key-value server, half callbacks and half native async: its connections are
+//! asynchat dispatchers on one map thread, and its store is a native Tokio task on the
+//! runtime's worker threads that they talk to through channels and handles.
+//!
+//! ```text
+//! cargo run --release --example kv_server [ADDR]      # default 127.0.0.1:8080
+//! ```
+//!
+//! The protocol, one command per line (`\n` or `\r\n`), one answer line per command, in order:
+//!
+//! | command | answer |
+//! |---|---|
+//! | `SET key value` | `OK` (the value is the rest of the line, spaces included) |
+//! | `GET key` | `VALUE value`, or `NOT_FOUND` |
+//! | `DEL key` | `DELETED`, or `NOT_FOUND` |
+//! | `WATCH key` | `WATCHING key`; from then on `CHANGED key value` / `DELETED key` lines whenever anyone changes it |
+//! | `QUIT` | `BYE`, then the server closes the connection |
+//! | anything else | `ERR ...`; a line over 16 KiB gets `ERR line too long` and the connection is closed |
+//!
+//! Both directions of the mix:
+//!
+//! - **callback to native**: a session hands each command to the store with
+//!   [`Channel::spawn`] (an mpsc send and a oneshot reply, awaited off the callback) and gets
+//!   the answer back as a callback on its own task, where it pushes the answer line. One
+//!   command is in flight per connection, so answers keep the order of the commands.
+//! - **native to callback**: the store pushes `CHANGED` lines to watchers through their
+//!   [`ChannelHandle`]s (`call::<AsyncChat<Session>, ..>`, which runs on the map's thread), one
+//!   forwarding task per watcher so that its notifications keep their order, and learns that a
+//!   watcher left from [`ChannelHandle::closed`].
+
+mod support;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::process::ExitCode;
+
+use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+use asyncore::{Address, Channel, ChannelHandle, ChannelId, Dispatcher};
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+const BACKLOG: u32 = 1024;
+
+/// The longest command line; a longer one is an error and ends the connection.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Commands read but not answered yet, per connection, beyond which it stops reading.
+const MAX_PIPELINED: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// The store: a native task
+
+/// What a session asks the store.
+enum Command {
+    Get(Bytes),
+    Set(Bytes, Bytes),
+    Del(Bytes),
+    Watch(Bytes, ChannelHandle),
+    /// Sent by the store to itself when a watcher's channel has closed.
+    Forget(ChannelId),
+}
+
+type Request = (Command, Option<oneshot::Sender<Bytes>>);
+
+/// The store's address: `Send + Clone`, usable from any thread.
+#[derive(Clone)]
+struct Store {
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Store {
+    /// Starts the store on the runtime's worker threads.
+    fn spawn() -> Store {
+        let (requests, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(serve(inbox, requests.downgrade()));
+        Store { requests }
+    }
+
+    /// The store's answer to `command`.
+    async fn ask(self, command: Command) -> Bytes {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send((command, Some(reply))).is_err() {
+            return Bytes::from_static(b"ERR the store has stopped");
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Bytes::from_static(b"ERR the store has stopped"))
+    }
+}
+
+/// The store's task; it ends when the last [`Store`] is dropped. `myself` is weak so that the
+/// store does not keep itself alive.
+async fn serve(
+    mut inbox: mpsc::UnboundedReceiver<Request>,
+    myself: mpsc::WeakUnboundedSender<Request>,
+) {
+    let mut data: HashMap<Bytes, Bytes> = HashMap::new();
+    let mut watchers: HashMap<Bytes, Vec<ChannelId>> = HashMap::new();
+    // One forwarding task per watching connection keeps its notifications in order.
+    let mut forwarders: HashMap<ChannelId, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+    let notify = |watchers: &HashMap<Bytes, Vec<ChannelId>>,
+                  forwarders: &HashMap<ChannelId, mpsc::UnboundedSender<Bytes>>,
+                  key: &Bytes,
+                  message: Bytes| {
+        for id in watchers.get(key).into_iter().flatten() {
+            if let Some(forwarder) = forwarders.get(id) {
+                let _ = forwarder.send(message.clone());
+            }
+        }
+    };
+    while let Some((command, reply)) = inbox.recv().await {
+        let answer = match command {
+            Command::Get(key) => match data.get(&key) {
+                Some(value) => line(&[b"VALUE ", value]),
+                None => Bytes::from_static(b"NOT_FOUND"),
+            },
+            Command::Set(key, value) => {
+                let message = line(&[b"CHANGED ", &key, b" ", &value]);
+                notify(&watchers, &forwarders, &key, message);
+                data.insert(key, value);
+                Bytes::from_static(b"OK")
+            }
+            Command::Del(key) => match data.remove(&key) {
+                Some(_) => {
+                    notify(&watchers, &forwarders, &key, line(&[b"DELETED ", &key]));
+                    Bytes::from_static(b"DELETED")
+                }
+                None => Bytes::from_static(b"NOT_FOUND"),
+            },
+            Command::Watch(key, handle) => {
+                let answer = line(&[b"WATCHING ", &key]);
+                let id = handle.id();
+                forwarders.entry(id).or_insert_with(|| {
+                    let (lines, inbox) = mpsc::unbounded_channel();
+                    tokio::spawn(forward(handle, inbox, myself.clone()));
+                    lines
+                });
+                let watching = watchers.entry(key).or_default();
+                if !watching.contains(&id) {
+                    watching.push(id);
+                }
+                answer
+            }
+            Command::Forget(id) => {
+                forwarders.remove(&id);
+                watchers.retain(|_, watching| {
+                    watching.retain(|known| *known != id);
+                    !watching.is_empty()
+                });
+                continue;
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// Pushes each notification line to one watching connection, in order, through its handle
+/// (the closure runs on the map's thread); when the connection closes, tells the store to
+/// forget it.
+async fn forward(
+    handle: ChannelHandle,
+    mut lines: mpsc::UnboundedReceiver<Bytes>,
+    store: mpsc::WeakUnboundedSender<Request>,
+) {
+    let closed = handle.closed();
+    tokio::pin!(closed);
+    loop {
+        tokio::select! {
+            message = lines.recv() => {
+                let Some(message) = message else { return };
+                let pushed = handle
+                    .call::<AsyncChat<Session>, _, _>(move |chat, _| {
+                        chat.chat_mut().push_line(message)
+                    })
+                    .await;
+                if let Err(e) = pushed {
+                    debug!("watcher {} is gone: {e}", handle.id());
+                    break;
+                }
+            }
+            _ = &mut closed => break,
+        }
+    }
+    if let Some(store) = store.upgrade() {
+        let _ = store.send((Command::Forget(handle.id()), None));
+    }
+}
+
+fn line(parts: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.freeze()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A connection: an async_chat dispatcher
+
+struct Session {
+    store: Store,
+    address: Address,
+    /// Command lines read but not yet handed to the store.
+    pending: VecDeque<Bytes>,
+    /// A command is with the store; its answer comes back through `answered`.
+    busy: bool,
+    /// QUIT or a fatal error: nothing more is read or answered.
+    done: bool,
+}
+
+/// What a command line asks for.
+enum Parsed {
+    Store(Command),
+    Quit,
+}
+
+impl Session {
+    /// Hands the next pending command to the store, answering what needs no store on the way.
+    fn next(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        while !self.busy && !self.done {
+            let Some(command_line) = self.pending.pop_front() else {
+                return Ok(());
+            };
+            match parse(&command_line, channel) {
+                Ok(Parsed::Quit) => {
+                    chat.push_line("BYE");
+                    self.finish(chat);
+                }
+                Ok(Parsed::Store(command)) => {
+                    self.busy = true;
+                    channel.spawn(self.store.clone().ask(command), Session::answered)?;
+                }
+                Err(message) => chat.push_line(format!("ERR {message}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's answer, back on this connection's task.
+    fn answered(
+        this: &mut AsyncChat<Session>,
+        channel: &mut Channel,
+        answer: Bytes,
+    ) -> io::Result<()> {
+        let (session, chat) = this.parts_mut();
+        chat.push_line(answer);
+        session.busy = false;
+        session.next(chat, channel)
+    }
+
+    /// Answers nothing more; closes once every answer already pushed has gone out.
+    fn finish(&mut self, chat: &mut Chat) {
+        self.done = true;
+        self.pending.clear();
+        chat.close_when_done();
+    }
+}
+
+fn parse(command_line: &[u8], channel: &Channel) -> Result<Parsed, &'static str> {
+    let text = std::str::from_utf8(command_line).map_err(|_| "commands are UTF-8 text")?;
+    let (verb, rest) = text.split_once(' ').unwrap_or((text, ""));
+    let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+    let key = Bytes::copy_from_slice(key.as_bytes());
+    let need_key = |key: &Bytes| {
+        if key.is_empty() {
+            Err("missing key")
+        } else {
+            Ok(())
+        }
+    };
+    Ok(Parsed::Store(match verb.to_ascii_uppercase().as_str() {
+        "GET" | "DEL" | "WATCH" if !value.is_empty() => return Err("extra words after the key"),
+        "GET" => {
+            need_key(&key)?;
+            Command::Get(key)
+        }
+        "DEL" => {
+            need_key(&key)?;
+            Command::Del(key)
+        }
+        "SET" => {
+            need_key(&key)?;
+            Command::Set(key, Bytes::copy_from_slice(value.as_bytes()))
+        }
+        "WATCH" => {
+            need_key(&key)?;
+            let map = channel.map().ok_or("the connection is closing")?;
+            Command::Watch(key, map.handle().channel(channel.id()))
+        }
+        "QUIT" if rest.is_empty() => return Ok(Parsed::Quit),
+        "" => return Err("empty command"),
+        _ => return Err("unknown command (GET, SET, DEL, WATCH, QUIT)"),
+    }))
+}
+
+impl ChatHandler for Session {
+    fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        let command_line = chat.take_line();
+        if !self.done {
+            self.pending.push_back(command_line);
+        }
+        self.next(chat, channel)
+    }
+
+    fn readable(&self, chat: &Chat, _: &Channel) -> bool {
+        // Back-pressure: a client that pipelines without reading its answers is not read.
+        !self.done && self.pending.len() < MAX_PIPELINED && !chat.is_paused()
+    }
+
+    fn handle_close(&mut self, _: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        info!("conn_closed: client_address={}", self.address);
+        channel.close();
+        Ok(())
+    }
+
+    fn handle_error(&mut self, chat: &mut Chat, channel: &mut Channel, error: io::Error) {
+        if error.kind() == io::ErrorKind::InvalidData {
+            // A line longer than MAX_LINE: say so, then close once that is sent.
+            warn!("client {}: {error}", self.address);
+            chat.discard_buffers();
+            chat.push_line("ERR line too long");
+            self.finish(chat);
+        } else {
+            warn!("client {}: {error}; closing", self.address);
+            channel.close();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The listener
+
+struct KvServer {
+    store: Store,
+}
+
+impl Dispatcher for KvServer {
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        conn: Channel,
+        address: Address,
+    ) -> io::Result<()> {
+        info!("conn_made: client_address={address}");
+        let session = Session {
+            store: self.store.clone(),
+            address,
+            pending: VecDeque::new(),
+            busy: false,
+            done: false,
+        };
+        let mut chat = Chat::new(b"\n");
+        chat.set_max_frame_len(MAX_LINE);
+        channel
+            .map()
+            .expect("the server is in a map")
+            .add(conn, AsyncChat::with_chat(session, chat))?;
+        Ok(())
+    }
+
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        channel.close();
+        Ok(())
+    }
+}
+
+fn start(address: std::net::SocketAddr, store: Store) -> io::Result<Address> {
+    let mut channel = Channel::create_socket(support::family_of(&address))?;
+    channel.set_reuse_addr()?;
+    channel.bind(address)?;
+    channel.listen(BACKLOG)?;
+    let bound = channel.local_addr()?;
+    asyncore::add(channel, KvServer { store })?;
+    Ok(bound)
+}
+
+fn main() -> ExitCode {
+    support::init_tracing();
+    let address = match support::server_address("kv_server", "127.0.0.1:8080")
+        .and_then(|a| support::parse_inet(&a))
+    {
+        Ok(address) => address,
+        Err(e) => return support::fail("kv_server", e),
+    };
+    // Worker threads for the store and the watchers' pushes; the map runs on this thread,
+    // inside `block_on`, where its `!Send` dispatchers may live.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return support::fail("kv_server", e),
+    };
+    runtime.block_on(async {
+        let bound = match start(address, Store::spawn()) {
+            Ok(bound) => bound,
+            Err(e) => return support::fail("kv_server", e),
+        };
+        support::announce(&bound);
+        let map = asyncore::socket_map();
+        let served = map.run_until(support::signal()).await;
+        match served.and(map.shutdown(support::GRACE).await) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => support::fail("kv_server", e),
+        }
+    })
+}

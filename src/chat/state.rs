@@ -1,0 +1,376 @@
+//! [`Chat`]: one connection's asynchat state — the framer, the collected record, the output
+//! queue and the sizes — without the user's handler.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::channel::Channel;
+use crate::chat::output::Output;
+use crate::chat::producer::Producer;
+use crate::chat::terminator::{Framer, Terminator};
+
+/// asynchat's `ac_in_buffer_size` and `ac_out_buffer_size` default: 64 KiB.
+pub const DEFAULT_BUFFER_SIZE: usize = 64 * 1024;
+
+/// The default [`Chat::max_frame_len`]: 64 KiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// The state asynchat keeps on `self`, given to every [`ChatHandler`](crate::chat::ChatHandler)
+/// callback next to the [`Channel`].
+///
+/// Input: the [`Framer`] (asynchat's `ac_in_buffer` and terminator) and the record collected so
+/// far (asynchat's `incoming`, filled by the default `collect_incoming_data` and emptied by
+/// [`take_data`](Chat::take_data)). Output: a queue of buffers and producers (asynchat's
+/// `producer_fifo`).
+///
+/// Pushing only queues: the [`AsyncChat`](crate::chat::AsyncChat) sends when the callback that
+/// pushed returns (and on write events), in one `writev` for all lines a read produced. From
+/// native code ([`Map::with`](crate::Map::with), a handle's `call`) a push is sent on the next
+/// write event, since the reactor asks `writable()` again after such a call.
+pub struct Chat {
+    framer: Framer,
+    incoming: Incoming,
+    output: Output,
+    in_buffer_size: usize,
+    out_buffer_size: usize,
+    max_frame_len: usize,
+}
+
+/// The record collected so far: usually one slice of a read (no copy); joined when a record
+/// spans reads.
+enum Incoming {
+    Empty,
+    One(Bytes),
+    Joined(BytesMut),
+}
+
+impl Incoming {
+    fn len(&self) -> usize {
+        match self {
+            Incoming::Empty => 0,
+            Incoming::One(b) => b.len(),
+            Incoming::Joined(b) => b.len(),
+        }
+    }
+
+    fn take(&mut self) -> Bytes {
+        match std::mem::replace(self, Incoming::Empty) {
+            Incoming::Empty => Bytes::new(),
+            Incoming::One(b) => b,
+            Incoming::Joined(b) => b.freeze(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("terminator", self.framer.terminator())
+            .field("buffered", &self.framer.buffered())
+            .field("incoming", &self.incoming.len())
+            .field("queued", &self.output.queued())
+            .finish()
+    }
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat::new(Terminator::None)
+    }
+}
+
+impl Chat {
+    /// A chat framing by `terminator` (asynchat has no default terminator and fails on the
+    /// first read; here you choose one up front).
+    pub fn new(terminator: impl Into<Terminator>) -> Chat {
+        Chat {
+            framer: Framer::new(terminator),
+            incoming: Incoming::Empty,
+            output: Output::new(DEFAULT_BUFFER_SIZE),
+            in_buffer_size: DEFAULT_BUFFER_SIZE,
+            out_buffer_size: DEFAULT_BUFFER_SIZE,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+
+    // ----- input -----
+
+    /// Sets the terminator. It applies at once, to input already buffered too: set inside
+    /// `found_terminator`, it frames the rest of the read that ended the record.
+    pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) {
+        self.framer.set_terminator(terminator);
+    }
+
+    /// The current terminator; for a count, how many bytes are still missing (0 inside
+    /// `found_terminator`).
+    pub fn get_terminator(&self) -> &Terminator {
+        self.framer.terminator()
+    }
+
+    /// The default `collect_incoming_data`: appends `data` to the record being collected.
+    ///
+    /// # Errors
+    /// `InvalidData` when the record would grow past [`max_frame_len`](Chat::max_frame_len):
+    /// a peer that never sends the terminator cannot make the chat grow without bound. The
+    /// record is dropped; returned from the callback, the error reaches `handle_error`, whose
+    /// default logs it and closes the channel.
+    pub fn collect_incoming_data(&mut self, data: Bytes) -> io::Result<()> {
+        let len = self.incoming.len() + data.len();
+        if len > self.max_frame_len {
+            let terminator = self.framer.terminator().clone();
+            self.incoming = Incoming::Empty;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "record longer than {} bytes without its terminator ({})",
+                    self.max_frame_len,
+                    describe(&terminator)
+                ),
+            ));
+        }
+        self.incoming = match std::mem::replace(&mut self.incoming, Incoming::Empty) {
+            Incoming::Empty => Incoming::One(data),
+            Incoming::One(first) => {
+                let mut joined = BytesMut::with_capacity(len);
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+                Incoming::Joined(joined)
+            }
+            Incoming::Joined(mut joined) => {
+                joined.extend_from_slice(&data);
+                Incoming::Joined(joined)
+            }
+        };
+        Ok(())
+    }
+
+    /// Takes the record collected so far (asynchat's `_get_data`): the bytes before the
+    /// terminator, without it. A record that arrived in one read is a slice of it, not a copy.
+    pub fn take_data(&mut self) -> Bytes {
+        self.incoming.take()
+    }
+
+    /// [`take_data`](Chat::take_data) without one trailing `\r`: a line whether the peer ended
+    /// it with `\n` or `\r\n` (with terminator `b"\n"`).
+    pub fn take_line(&mut self) -> Bytes {
+        let mut line = self.take_data();
+        if line.last() == Some(&b'\r') {
+            line.truncate(line.len() - 1);
+        }
+        line
+    }
+
+    /// How many bytes the record collected so far holds.
+    pub fn incoming_len(&self) -> usize {
+        self.incoming.len()
+    }
+
+    /// How many received bytes wait to be framed (at most one read).
+    pub fn buffered_input(&self) -> usize {
+        self.framer.buffered()
+    }
+
+    /// The framer (unparsed input and terminator), for inspection.
+    pub fn framer(&self) -> &Framer {
+        &self.framer
+    }
+
+    pub(crate) fn framer_mut(&mut self) -> &mut Framer {
+        &mut self.framer
+    }
+
+    /// Stops the collected record and held-back input from pinning the read buffer they are
+    /// slices of (called after each read).
+    pub(crate) fn compact(&mut self) {
+        self.framer.compact();
+        if let Incoming::One(b) = &self.incoming {
+            self.incoming = Incoming::Joined(BytesMut::from(&b[..]));
+        }
+    }
+
+    /// Takes the unparsed input: the collected record (if the default `collect_incoming_data`
+    /// kept it) followed by the bytes not framed yet.
+    pub fn take_unparsed(&mut self) -> BytesMut {
+        let incoming = self.incoming.take();
+        let rest = self.framer.take_buffered();
+        let mut out = BytesMut::with_capacity(incoming.len() + rest.len());
+        out.extend_from_slice(&incoming);
+        out.extend_from_slice(&rest);
+        out
+    }
+
+    // ----- output -----
+
+    /// Queues `data` for sending, in pieces of at most
+    /// [`ac_out_buffer_size`](Chat::ac_out_buffer_size) bytes. Unlike asynchat, this does not
+    /// send by itself: the reactor sends when the current callback returns.
+    pub fn push(&mut self, data: impl Into<Bytes>) {
+        self.output.push(data.into(), self.out_buffer_size);
+    }
+
+    /// Queues `data` followed by the current terminator (Twisted's `sendLine`). With a count
+    /// or no terminator, only `data`.
+    pub fn push_line(&mut self, data: impl Into<Bytes>) {
+        self.push(data);
+        if let Terminator::Bytes(terminator) = self.framer.terminator() {
+            let terminator = terminator.clone();
+            self.push(terminator);
+        }
+    }
+
+    /// Queues a producer, asked for output when everything queued before it is sent.
+    pub fn push_with_producer(&mut self, producer: impl Producer) {
+        self.output.push_producer(Box::new(producer));
+    }
+
+    /// Closes the channel (through `handle_close`) once everything queued so far is sent.
+    /// Output pushed afterwards is never sent, as in asynchat.
+    pub fn close_when_done(&mut self) {
+        self.output.close_when_done();
+    }
+
+    /// Drops the unparsed input, the collected record and all queued output (asynchat's
+    /// `discard_buffers`).
+    pub fn discard_buffers(&mut self) {
+        self.framer.take_buffered();
+        self.incoming = Incoming::Empty;
+        self.output.clear();
+    }
+
+    /// One send attempt now (asynchat's `initiate_send`); the reactor calls it after callbacks
+    /// and on write events, so a handler rarely needs to.
+    ///
+    /// # Errors
+    /// What [`Channel::send`] reports; a disconnect is not an error (`handle_close` follows).
+    pub fn initiate_send(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.output.initiate_send(channel, self.out_buffer_size)
+    }
+
+    /// asynchat's `writable()`: output is queued, or a connect is pending.
+    pub fn writable(&self, channel: &Channel) -> bool {
+        !self.output.is_empty() || channel.connecting()
+    }
+
+    /// How many bytes of output are queued (not counting what queued producers will make).
+    pub fn queued_bytes(&self) -> usize {
+        self.output.queued()
+    }
+
+    /// Whether queued output is above the high water mark (and has not yet fallen to the low
+    /// one): a handler that produces output for a slow reader should stop reading, e.g. by
+    /// returning `false` from [`readable`](crate::chat::ChatHandler::readable) while paused.
+    /// [`SendBuffer`](crate::SendBuffer)'s rule; default marks 64 KiB and 16 KiB.
+    pub fn is_paused(&self) -> bool {
+        self.output.is_paused()
+    }
+
+    /// Sets the water marks of [`is_paused`](Chat::is_paused).
+    ///
+    /// # Errors
+    /// `InvalidInput` if `low > high`.
+    pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
+        self.output.set_limits(high, low)
+    }
+
+    /// The water marks, `(low, high)`.
+    pub fn write_buffer_limits(&self) -> (usize, usize) {
+        self.output.limits()
+    }
+
+    pub(crate) fn output_mut(&mut self) -> &mut Output {
+        &mut self.output
+    }
+
+    // ----- sizes -----
+
+    /// The most one read takes (asynchat's `ac_in_buffer_size`, default 64 KiB).
+    pub fn ac_in_buffer_size(&self) -> usize {
+        self.in_buffer_size
+    }
+
+    /// Sets [`ac_in_buffer_size`](Chat::ac_in_buffer_size) (at least 1).
+    pub fn set_ac_in_buffer_size(&mut self, size: usize) {
+        self.in_buffer_size = size.max(1);
+    }
+
+    /// The largest piece `push` queues and one send takes (asynchat's `ac_out_buffer_size`,
+    /// default 64 KiB).
+    pub fn ac_out_buffer_size(&self) -> usize {
+        self.out_buffer_size
+    }
+
+    /// Sets [`ac_out_buffer_size`](Chat::ac_out_buffer_size) (at least 1).
+    pub fn set_ac_out_buffer_size(&mut self, size: usize) {
+        self.out_buffer_size = size.max(1);
+    }
+
+    /// The longest record the default `collect_incoming_data` collects (default 64 KiB).
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Sets [`max_frame_len`](Chat::max_frame_len).
+    pub fn set_max_frame_len(&mut self, len: usize) {
+        self.max_frame_len = len;
+    }
+}
+
+fn describe(terminator: &Terminator) -> String {
+    match terminator {
+        Terminator::Bytes(b) => format!("{:?}", b),
+        Terminator::Count(n) => format!("{n} more bytes"),
+        Terminator::None => "none".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_line_strips_one_carriage_return() {
+        let mut chat = Chat::new(b"\n");
+        chat.collect_incoming_data(Bytes::from_static(b"a\r"))
+            .unwrap();
+        assert_eq!(&chat.take_line()[..], b"a");
+        chat.collect_incoming_data(Bytes::from_static(b"b\r\r"))
+            .unwrap();
+        assert_eq!(&chat.take_line()[..], b"b\r");
+        assert!(chat.take_line().is_empty());
+    }
+
+    #[test]
+    fn push_line_appends_the_terminator_only_for_delimiters() {
+        let mut chat = Chat::new(b"\r\n");
+        chat.push_line("x");
+        assert_eq!(chat.queued_bytes(), 3);
+        chat.set_terminator(5);
+        chat.push_line("y");
+        assert_eq!(chat.queued_bytes(), 4);
+    }
+
+    #[test]
+    fn record_limit_is_inclusive_and_resets() {
+        let mut chat = Chat::new(b"\n");
+        chat.set_max_frame_len(4);
+        chat.collect_incoming_data(Bytes::from_static(b"abcd"))
+            .unwrap();
+        let error = chat
+            .collect_incoming_data(Bytes::from_static(b"e"))
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(chat.incoming_len(), 0, "the over-long record is dropped");
+    }
+
+    #[test]
+    fn unparsed_is_the_record_then_the_buffered_input() {
+        let mut chat = Chat::new(b"\r\n");
+        chat.framer_mut().feed(Bytes::from_static(b"abc\r"));
+        while let Some(crate::chat::FrameEvent::Data(d)) = chat.framer_mut().next_event() {
+            chat.collect_incoming_data(d).unwrap();
+        }
+        assert_eq!(&chat.take_unparsed()[..], b"abc\r");
+        assert_eq!(chat.buffered_input() + chat.incoming_len(), 0);
+    }
+}

@@ -1,0 +1,235 @@
+//! `examples/kv_server` as a black box: async_chat connections on one map thread talking to a
+//! native store task, over real loopback sockets. Every read has a timeout.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+
+use util::programs::{example, run, Program};
+use util::LIMIT;
+
+fn kv_server() -> Program {
+    let mut command = Command::new(example("kv_server"));
+    command.arg("127.0.0.1:0");
+    Program::start(command)
+}
+
+/// A client connection that reads answer lines.
+struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        stream.set_write_timeout(Some(LIMIT)).unwrap();
+        Client {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// The next answer line, without its newline; "" at end of file.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line.trim_end_matches('\n').to_string()
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        self.send(format!("{command}\n").as_bytes());
+        self.line()
+    }
+
+    /// True when the server has closed the connection (and sent nothing more).
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).unwrap();
+        rest.is_empty()
+    }
+}
+
+/// Every command gets its answer; values keep their spaces; `\r\n` works like `\n`.
+#[test]
+fn commands_and_answers() {
+    let server = kv_server();
+    let mut client = Client::connect(server.address);
+    assert_eq!(client.ask("GET color"), "NOT_FOUND");
+    assert_eq!(client.ask("SET color deep blue sea"), "OK");
+    assert_eq!(client.ask("GET color"), "VALUE deep blue sea");
+    assert_eq!(
+        client.ask("set color red\r"),
+        "OK",
+        "verbs in any case, CRLF"
+    );
+    assert_eq!(client.ask("GET color"), "VALUE red");
+    assert_eq!(client.ask("DEL color"), "DELETED");
+    assert_eq!(client.ask("DEL color"), "NOT_FOUND");
+    assert_eq!(client.ask("SET empty"), "OK", "an empty value");
+    assert_eq!(client.ask("GET empty"), "VALUE ");
+    assert_eq!(client.ask("QUIT"), "BYE");
+    assert!(client.closed());
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// Commands sent all at once are answered one by one, in order, though each answer comes from
+/// another thread; what follows QUIT is never answered.
+#[test]
+fn pipelined_commands_keep_their_order() {
+    let server = kv_server();
+    let mut client = Client::connect(server.address);
+    let mut script = String::new();
+    let mut expected = Vec::new();
+    for i in 0..500 {
+        script.push_str(&format!("SET k{} {i}\nGET k{}\n", i % 7, i % 7));
+        expected.push("OK".to_string());
+        expected.push(format!("VALUE {i}"));
+    }
+    script.push_str("QUIT\nGET k0\n");
+    expected.push("BYE".to_string());
+    client.send(script.as_bytes());
+    for (n, want) in expected.iter().enumerate() {
+        assert_eq!(&client.line(), want, "answer {n}");
+    }
+    assert!(client.closed(), "nothing after BYE");
+}
+
+/// A watcher hears about every change another client makes, through the store's handle to its
+/// channel; after the watcher leaves, changes go on without it.
+#[test]
+fn watchers_hear_changes_from_other_clients() {
+    let server = kv_server();
+    let mut watcher = Client::connect(server.address);
+    let mut writer = Client::connect(server.address);
+    assert_eq!(watcher.ask("WATCH door"), "WATCHING door");
+    assert_eq!(writer.ask("SET door open"), "OK");
+    assert_eq!(watcher.line(), "CHANGED door open");
+    assert_eq!(writer.ask("SET window open"), "OK", "another key: not told");
+    assert_eq!(writer.ask("DEL door"), "DELETED");
+    assert_eq!(watcher.line(), "DELETED door");
+    assert_eq!(
+        watcher.ask("GET window"),
+        "VALUE open",
+        "nothing else was pushed"
+    );
+    drop(watcher);
+    // The store forgets the watcher; later changes find no one and nothing breaks.
+    let mut second = Client::connect(server.address);
+    assert_eq!(second.ask("WATCH door"), "WATCHING door");
+    for state in ["ajar", "shut"] {
+        assert_eq!(writer.ask(&format!("SET door {state}")), "OK");
+        assert_eq!(second.line(), format!("CHANGED door {state}"));
+    }
+    let (status, stderr) = server.stop("INT");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Changes made in a burst reach a watcher in the order the store made them.
+#[test]
+fn notifications_keep_their_order() {
+    let server = kv_server();
+    let mut watcher = Client::connect(server.address);
+    let mut writer = Client::connect(server.address);
+    assert_eq!(watcher.ask("WATCH n"), "WATCHING n");
+    let burst: String = (0..300).map(|i| format!("SET n {i}\n")).collect();
+    writer.send(burst.as_bytes());
+    for i in 0..300 {
+        assert_eq!(watcher.line(), format!("CHANGED n {i}"));
+    }
+    for _ in 0..300 {
+        assert_eq!(writer.line(), "OK");
+    }
+}
+
+/// Bad commands get `ERR` and the connection goes on; a line over the limit gets
+/// `ERR line too long` and the connection is closed; other clients never notice.
+#[test]
+fn bad_input_gets_errors_not_crashes() {
+    let server = kv_server();
+    let mut bystander = Client::connect(server.address);
+    assert_eq!(bystander.ask("SET safe yes"), "OK");
+
+    let mut client = Client::connect(server.address);
+    for command in ["FLY away", "GET", "GET a b", "QUIT now", ""] {
+        let answer = client.ask(command);
+        assert!(answer.starts_with("ERR "), "{command:?}: {answer}");
+    }
+    client.send(b"GET \xff\xfe\n");
+    assert!(client.line().starts_with("ERR "), "invalid UTF-8");
+    client.send(b"\0\0\0\n");
+    assert!(client.line().starts_with("ERR "), "NULs");
+    assert_eq!(client.ask("GET safe"), "VALUE yes", "still serving");
+
+    let mut flooder = Client::connect(server.address);
+    flooder.send(&vec![b'x'; 64 * 1024]);
+    assert_eq!(flooder.line(), "ERR line too long");
+    // The server closes; unread bytes may turn its close into a reset, which is fine too.
+    let mut rest = Vec::new();
+    let _ = flooder.reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "nothing after the error");
+
+    assert_eq!(bystander.ask("GET safe"), "VALUE yes");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Many clients at once, each with its own keys, each answer checked.
+#[test]
+fn many_clients_at_once() {
+    let server = kv_server();
+    let address = server.address;
+    let clients: Vec<_> = (0..16)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(address);
+                for i in 0..100 {
+                    assert_eq!(client.ask(&format!("SET c{c}.{i} v{c}.{i}")), "OK");
+                }
+                for i in 0..100 {
+                    assert_eq!(
+                        client.ask(&format!("GET c{c}.{i}")),
+                        format!("VALUE v{c}.{i}")
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Bad arguments and a taken address: one line on stderr, non-zero exit.
+#[test]
+fn errors_are_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+    ] {
+        let mut command = Command::new(example("kv_server"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("kv_server: ") && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -1,0 +1,650 @@
+//! The `smtp_server` example (smtpd's `DebuggingServer`) as a black box: the built binary,
+//! real loopback sockets, raw SMTP dialogues and Python's `smtplib` as clients.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+
+use util::programs::{example, run, Program};
+use util::LIMIT;
+
+const BEGIN: &str = "---------- MESSAGE FOLLOWS ----------";
+const END: &str = "------------ END MESSAGE ------------";
+/// The size limit the server advertises (smtpd's default, 32 MiB).
+const SIZE_LIMIT: usize = 33_554_432;
+
+fn smtp_server(address: &str) -> Program {
+    let mut command = Command::new(example("smtp_server"));
+    command.arg(address);
+    Program::start(command)
+}
+
+/// A raw SMTP client: send lines, read replies (multi-line replies whole).
+struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects and checks the `220` greeting.
+    fn connect(address: SocketAddr) -> Client {
+        let mut client = Client::connect_quietly(address);
+        let greeting = client.reply();
+        assert!(greeting[0].starts_with("220 "), "{greeting:?}");
+        client
+    }
+
+    fn connect_quietly(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        stream.set_write_timeout(Some(LIMIT)).unwrap();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// Every line of the next reply, without CRLFs (`250-a`, `250-b`, `250 c`).
+    fn reply(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            self.reader.read_until(b'\n', &mut line).unwrap();
+            assert!(
+                line.ends_with(b"\r\n"),
+                "reply line not ended by CRLF: {line:?} after {lines:?}"
+            );
+            line.truncate(line.len() - 2);
+            let line = String::from_utf8(line).expect("an ASCII reply");
+            assert!(
+                line.len() >= 4 && line.as_bytes()[..3].iter().all(u8::is_ascii_digit),
+                "{line:?}"
+            );
+            let last = line.as_bytes()[3] == b' ';
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    /// Sends `command` with its CRLF; returns the last line of the reply.
+    fn command(&mut self, command: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        self.reply().pop().unwrap()
+    }
+
+    /// Reads until the server closes; returns what came before.
+    fn rest(mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).unwrap();
+        rest
+    }
+}
+
+/// The lines printed for the next message, between (without) the markers.
+fn next_message(server: &Program) -> Vec<String> {
+    assert_eq!(server.next_line(), BEGIN);
+    let mut lines = Vec::new();
+    loop {
+        let line = server.next_line();
+        if line == END {
+            return lines;
+        }
+        lines.push(line);
+    }
+}
+
+/// A deterministic byte stream (xorshift), so a failing run can be replayed.
+fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+/// The server's peak resident memory in KiB (Linux's VmHWM).
+fn peak_memory_kib(server: &Program) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A whole ESMTP conversation: EHLO's extensions, a transaction with two recipients and a
+/// dot-stuffed body, the message on stdout with smtpd's framing, then RSET, NOOP, VRFY, HELP
+/// and QUIT, after which the server closes the connection.
+#[test]
+fn scripted_session() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    client.send(b"EHLO client.example\r\n");
+    assert_eq!(
+        client.reply(),
+        [
+            "250-[127.0.0.1]".to_string(),
+            format!("250-SIZE {SIZE_LIMIT}"),
+            "250-8BITMIME".into(),
+            "250 HELP".into(),
+        ]
+    );
+    assert_eq!(
+        client.command("MAIL FROM:<alice@example.org> SIZE=120"),
+        "250 OK"
+    );
+    assert_eq!(client.command("RCPT TO:<bob@example.org>"), "250 OK");
+    assert_eq!(client.command("rcpt to: <carol@example.org>"), "250 OK");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    client.send(b"From: alice\r\nSubject: dots\r\n\r\n..leading dot\r\n...two\r\n.\r\n");
+    assert_eq!(client.reply(), ["250 OK"]);
+    assert_eq!(
+        next_message(&server),
+        [
+            "mail options: ['SIZE=120']",
+            "From: alice",
+            "Subject: dots",
+            "X-Peer: 127.0.0.1",
+            "",
+            ".leading dot",
+            "..two",
+        ]
+    );
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RSET"), "250 OK");
+    assert_eq!(
+        client.command("RCPT TO:<c@d>"),
+        "503 Error: need MAIL command"
+    );
+    assert_eq!(client.command("noop"), "250 OK");
+    assert_eq!(
+        client.command("VRFY bob@example.org"),
+        "252 Cannot VRFY user, but will accept message and attempt delivery"
+    );
+    assert_eq!(
+        client.command("HELP MAIL"),
+        "250 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
+    );
+    assert_eq!(client.command("QUIT"), "221 Bye");
+    assert_eq!(client.rest(), b"", "the server closes after 221");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// Bad commands and bad order get RFC 5321's codes, in smtpd's words (test_smtpd's dialogues),
+/// and the conversation goes on.
+#[test]
+fn bad_commands_and_bad_order() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    let long_mail = format!("MAIL FROM:<{}@example.org>", "a".repeat(510));
+    let dialogue = [
+        ("", "500 Error: bad syntax"),
+        ("FROB", "500 Error: command \"FROB\" not recognized"),
+        ("MAIL FROM:<a@b>", "503 Error: send HELO first"),
+        ("RCPT TO:<a@b>", "503 Error: send HELO first"),
+        ("DATA", "503 Error: send HELO first"),
+        ("HELO", "501 Syntax: HELO hostname"),
+        ("EHLO", "501 Syntax: EHLO hostname"),
+        ("HELO client", "250 [127.0.0.1]"),
+        ("EHLO client", "503 Duplicate HELO/EHLO"),
+        (&long_mail, "500 Error: line too long"), // 26 more bytes for MAIL only after EHLO
+        ("NOOP now", "501 Syntax: NOOP"),
+        ("RSET now", "501 Syntax: RSET"),
+        ("RCPT TO:<a@b>", "503 Error: need MAIL command"),
+        ("DATA", "503 Error: need RCPT command"),
+        ("MAIL from eggs@example", "501 Syntax: MAIL FROM: <address>"),
+        ("MAIL FROM:", "501 Syntax: MAIL FROM: <address>"),
+        ("MAIL FROM:<", "501 Syntax: MAIL FROM: <address>"),
+        (
+            "MAIL FROM:<a@b> SIZE=10",
+            "501 Syntax: MAIL FROM: <address>",
+        ),
+        ("MAIL FROM:<eggs@example>", "250 OK"),
+        ("MAIL FROM:<spam@example>", "503 Error: nested MAIL command"),
+        ("DATA", "503 Error: need RCPT command"),
+        ("RCPT to eggs@example", "501 Syntax: RCPT TO: <address>"),
+        ("RCPT TO:<ham@example>", "250 OK"),
+        ("DATA now", "501 Syntax: DATA"),
+        ("VRFY", "501 Syntax: VRFY <address>"),
+        ("VRFY <", "502 Could not VRFY <"),
+        ("EXPN list", "502 EXPN not implemented"),
+        (
+            "HELP FROB",
+            "501 Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY",
+        ),
+        ("NOOP", "250 OK"),
+    ];
+    for (command, expected) in dialogue {
+        assert_eq!(client.command(command), expected, "after {command:?}");
+    }
+    // In extended mode the syntax replies mention parameters, and parameters are checked.
+    let mut client = Client::connect(server.address);
+    client.send(b"EHLO client\r\n");
+    client.reply();
+    for (command, expected) in [
+        (
+            "MAIL FROM:<a@b> SIZE",
+            "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]",
+        ),
+        (
+            "MAIL FROM:<a@b> SIZE=x",
+            "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]",
+        ),
+        (
+            "MAIL FROM:<a@b> SIZE=33554433",
+            "552 Error: message size exceeds fixed maximum message size",
+        ),
+        (
+            "MAIL FROM:<a@b> BODY=BINARYMIME",
+            "501 Error: BODY can only be one of 7BIT, 8BITMIME",
+        ),
+        (
+            "MAIL FROM:<a@b> HAM=green",
+            "555 MAIL FROM parameters not recognized or not implemented",
+        ),
+        (&long_mail, "250 OK"),
+        (
+            "RCPT TO:<c@d> NOTIFY=NEVER",
+            "555 RCPT TO parameters not recognized or not implemented",
+        ),
+    ] {
+        assert_eq!(client.command(command), expected, "after {command:?}");
+    }
+}
+
+/// Commands pipelined in one write, and commands cut into single bytes, are answered in order;
+/// after QUIT nothing more is read or answered.
+#[test]
+fn pipelining_and_fragments() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    client.send(b"HELO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nNOOP\r\nRSET\r\n");
+    for expected in ["250 [127.0.0.1]", "250 OK", "250 OK", "250 OK", "250 OK"] {
+        assert_eq!(client.reply(), [expected]);
+    }
+    for byte in b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\n" {
+        client.send(&[*byte]);
+    }
+    for expected in [
+        "250 OK",
+        "250 OK",
+        "354 End data with <CR><LF>.<CR><LF>",
+        "250 OK",
+    ] {
+        assert_eq!(client.reply(), [expected]);
+    }
+    assert_eq!(next_message(&server), ["hi"]);
+    client.send(b"QUIT\r\nNOOP\r\nHELO again\r\n");
+    assert_eq!(client.reply(), ["221 Bye"]);
+    assert_eq!(client.rest(), b"");
+
+    // A client that half-closes after its commands still gets every reply, then the close.
+    let mut client = Client::connect(server.address);
+    client.send(b"HELO a\r\nNOOP\r\nVRFY a@b\r\n");
+    client.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+    let replies = String::from_utf8(client.rest()).unwrap();
+    assert_eq!(
+        replies,
+        "250 [127.0.0.1]\r\n250 OK\r\n252 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+    );
+}
+
+/// Messages smtpd could not take: an empty `DATA\r\n.\r\n` (smtpd waits for ever), a body of
+/// exactly the size limit (accepted), one byte over (552, and the session is back in the
+/// command state, where smtpd took the next commands as a second message).
+#[test]
+fn empty_and_limit_sized_messages() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    client.command("HELO client");
+    let transaction = |client: &mut Client| {
+        assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+        assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+        assert_eq!(
+            client.command("DATA"),
+            "354 End data with <CR><LF>.<CR><LF>"
+        );
+    };
+    transaction(&mut client);
+    client.send(b".\r\n");
+    assert_eq!(client.reply(), ["250 OK"]);
+    assert_eq!(next_message(&server), Vec::<String>::new());
+
+    for (size, accepted) in [(SIZE_LIMIT, true), (SIZE_LIMIT + 1, false)] {
+        transaction(&mut client);
+        // 1 KiB lines (CRLF included) and a last line that makes up the size.
+        let mut body = Vec::with_capacity(size + 5);
+        while body.len() + 1024 < size {
+            body.extend_from_slice(&[b'x'; 1022]);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.resize(size, b'y');
+        body.extend_from_slice(b"\r\n.\r\n");
+        client.send(&body);
+        if accepted {
+            assert_eq!(client.reply(), ["250 OK"]);
+            let lines = next_message(&server);
+            let printed: usize = lines.iter().map(|l| l.len() + 2).sum::<usize>() - 2;
+            assert_eq!(printed, size, "the message as sent, CRLFs for LFs");
+        } else {
+            assert_eq!(client.reply(), ["552 Error: Too much mail data"]);
+        }
+        assert_eq!(client.command("NOOP"), "250 OK");
+    }
+    // Only the accepted message was printed.
+    assert_eq!(client.command("QUIT"), "221 Bye");
+    let (status, _) = server.stop("TERM");
+    assert!(status.success());
+}
+
+/// Random binary, NULs, bytes that are not UTF-8, a 1 MiB line without CRLF and a 100 MiB
+/// message: replies, never a crash, memory bounded by the size limit, and the next client is
+/// served.
+#[test]
+fn garbage_never_crashes_the_server() {
+    let server = smtp_server("127.0.0.1:0");
+
+    let mut client = Client::connect(server.address);
+    client.send(&noise(256 * 1024, 0x5eed));
+    client.send(b"\r\n\0\0\0\r\n\xff\xfe\r\n");
+    drop(client); // whatever it was answered, the server must go on
+
+    let mut client = Client::connect(server.address);
+    assert_eq!(
+        client.command("\0\0\0"),
+        "500 Error: command \"\\u{0}\\u{0}\\u{0}\" not recognized"
+    );
+    client.send(b"\xff\xfe\xfd\r\n");
+    assert_eq!(
+        client.reply(),
+        ["500 Error: command line is not valid UTF-8"]
+    );
+    assert_eq!(
+        client.command("NOOP\nNOOP"),
+        "500 Error: command \"NOOP\\nNOOP\" not recognized",
+        "a bare LF is not a line end, and is not echoed raw"
+    );
+    client.send(&vec![b'A'; 1 << 20]);
+    assert_eq!(client.command(""), "500 Error: line too long");
+    assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
+
+    // A message 3 times the limit, in 64 KiB lines.
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    let mut line = noise(64 * 1024, 7)
+        .into_iter()
+        .map(|b| if b == b'\r' || b == b'\n' { b'.' } else { b })
+        .collect::<Vec<u8>>();
+    line.extend_from_slice(b"\r\n");
+    for _ in 0..(3 * SIZE_LIMIT / line.len()) {
+        client.send(&line);
+    }
+    client.send(b".\r\n");
+    assert_eq!(client.reply(), ["552 Error: Too much mail data"]);
+    let peak = peak_memory_kib(&server);
+    assert!(
+        peak < 2 * SIZE_LIMIT as u64 / 1024,
+        "the server kept the oversized message: peak {peak} KiB"
+    );
+    assert_eq!(client.command("QUIT"), "221 Bye");
+
+    let mut next = Client::connect(server.address);
+    assert_eq!(next.command("HELO next"), "250 [127.0.0.1]");
+    let (status, stderr) = server.stop("INT");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// Each connection has its own limits (smtpd's MAIL limit grown by EHLO was shared by all).
+#[test]
+fn sessions_are_independent() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut extended = Client::connect(server.address);
+    let mut plain = Client::connect(server.address);
+    extended.send(b"EHLO a\r\n");
+    extended.reply();
+    assert_eq!(plain.command("HELO b"), "250 [127.0.0.1]");
+    let long_mail = format!("MAIL FROM:<{}@example.org>", "a".repeat(510));
+    assert_eq!(plain.command(&long_mail), "500 Error: line too long");
+    assert_eq!(extended.command(&long_mail), "250 OK");
+    assert_eq!(plain.command("MAIL FROM:<a@b>"), "250 OK");
+}
+
+/// Over IPv6 the server names itself with an IPv6 address literal.
+#[test]
+fn ipv6() {
+    let server = smtp_server("[::1]:0");
+    let mut client = Client::connect_quietly(server.address);
+    assert_eq!(
+        client.reply()[0],
+        "220 [IPv6:::1] asyncore debugging SMTP server"
+    );
+    assert_eq!(client.command("HELO client"), "250 [IPv6:::1]");
+}
+
+/// SIGTERM and SIGINT, with a client in the middle of a message: the client gets `421` and
+/// the connection closed, the server exits 0 with nothing on stderr.
+#[test]
+fn signals_exit_zero() {
+    for signal in ["TERM", "INT"] {
+        let server = smtp_server("127.0.0.1:0");
+        let mut client = Client::connect(server.address);
+        client.command("HELO client");
+        client.command("MAIL FROM:<a@b>");
+        client.command("RCPT TO:<c@d>");
+        assert_eq!(
+            client.command("DATA"),
+            "354 End data with <CR><LF>.<CR><LF>"
+        );
+        let (status, stderr) = server.stop(signal);
+        assert!(status.success(), "{signal}: {status:?} {stderr}");
+        assert_eq!(stderr, "");
+        assert_eq!(
+            client.reply(),
+            ["421 [127.0.0.1] Service closing transmission channel"]
+        );
+        assert_eq!(client.rest(), b"");
+    }
+}
+
+/// Bad arguments and unusable addresses: one line on stderr, a failing status, no stdout.
+#[test]
+fn errors_are_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+    ] {
+        let mut command = Command::new(example("smtp_server"));
+        command.args(&args);
+        let (status, stdout, stderr) = run(command);
+        assert!(!status.success(), "{args:?}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("smtp_server: ") && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Whether `python3` with `smtplib` is on the PATH.
+fn python_smtplib() -> bool {
+    Command::new("python3")
+        .args(["-c", "import smtplib"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Python's smtplib as the client: `sendmail` after EHLO (with SIZE), a body with leading dots,
+/// 8-bit text and CRLFs, shown byte for byte after unstuffing; `with SMTP(...)` needs QUIT's
+/// 221; an oversized message is refused at MAIL with 552; an empty message works.
+#[test]
+fn smtplib_client() {
+    if !python_smtplib() {
+        eprintln!("skipped: python3 with smtplib is not available");
+        return;
+    }
+    let server = smtp_server("127.0.0.1:0");
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+body = b"From: alice@example.org\r\nSubject: smtplib\r\n\r\n.starts with a dot\r\n..two dots\r\nna\xc3\xafve\r\n.\r\nlast"
+with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+    assert smtp.sendmail("alice@example.org", ["bob@example.org", "carol@example.org"], body) == {}
+    assert smtp.sendmail("alice@example.org", ["bob@example.org"], b"") == {}
+    try:
+        smtp.sendmail("alice@example.org", ["bob@example.org"], b"x" * 33554433)
+        sys.exit("an oversized message was accepted")
+    except smtplib.SMTPSenderRefused as e:
+        assert e.smtp_code == 552, e
+print(len(body))
+"#;
+    let mut command = Command::new("python3");
+    command.args(["-c", script, &server.address.to_string()]);
+    let (status, stdout, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+    let size = String::from_utf8(stdout).unwrap();
+    assert_eq!(
+        next_message(&server),
+        [
+            &format!("mail options: ['SIZE={}']", size.trim()),
+            "From: alice@example.org",
+            "Subject: smtplib",
+            "X-Peer: 127.0.0.1",
+            "",
+            ".starts with a dot",
+            "..two dots",
+            "naïve",
+            ".",
+            "last",
+        ]
+    );
+    assert_eq!(next_message(&server), ["mail options: ['SIZE=0']"]);
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+}
+
+/// A client that pipelines commands and does not read the replies: the server stops reading
+/// once its queued replies pass the chat's high water mark, so the client's writes stall long
+/// before all is sent and the server's memory stays small; every command sent is answered once
+/// the client reads.
+///
+/// The stall is seen as a write that makes no progress for a second. A server that does not
+/// stop reading never stalls the writer, and the test fails; a slow machine can only make the
+/// stall come earlier, which the test accepts.
+#[test]
+fn replies_back_up_and_reading_stops() {
+    const COMMANDS: usize = 20_000_000; // 120 MB of NOOPs, 160 MB of replies
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    client.command("HELO client");
+    let mut writer = client.reader.get_ref().try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let chunk = b"NOOP\r\n".repeat(10_000);
+    let mut written = 0;
+    while written < COMMANDS * 6 {
+        match writer.write(&chunk[..chunk.len().min(COMMANDS * 6 - written)]) {
+            Ok(n) => written += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                break
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        written < COMMANDS * 6,
+        "the server read {written} bytes of commands without the replies being read"
+    );
+    // A partial last command is completed, so that every command sent gets its reply.
+    writer.set_write_timeout(Some(LIMIT)).unwrap();
+    let reader = std::thread::spawn(move || client.rest());
+    if written % 6 != 0 {
+        writer.write_all(&b"NOOP\r\n"[written % 6..]).unwrap();
+    }
+    writer.shutdown(Shutdown::Write).unwrap();
+    let replies = reader.join().unwrap();
+    let commands = written.div_ceil(6);
+    assert_eq!(replies.len(), commands * 8);
+    assert!(replies.chunks(8).all(|reply| reply == b"250 OK\r\n"));
+    let peak = peak_memory_kib(&server);
+    assert!(peak < 32 * 1024, "peak {peak} KiB");
+}
+
+/// Many clients at once, each sending its own message in small writes: every message is
+/// printed whole, none interleaved with another.
+#[test]
+fn concurrent_clients_get_whole_messages() {
+    const CLIENTS: usize = 32;
+    let server = smtp_server("127.0.0.1:0");
+    let address = server.address;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(address);
+                assert_eq!(
+                    client.command(&format!("HELO client{i}")),
+                    "250 [127.0.0.1]"
+                );
+                assert_eq!(
+                    client.command(&format!("MAIL FROM:<c{i}@example.org>")),
+                    "250 OK"
+                );
+                assert_eq!(client.command("RCPT TO:<sink@example.org>"), "250 OK");
+                assert_eq!(
+                    client.command("DATA"),
+                    "354 End data with <CR><LF>.<CR><LF>"
+                );
+                let mut body = format!("Subject: {i}\r\n\r\n");
+                for line in 0..50 {
+                    body.push_str(&format!("client {i} line {line}\r\n"));
+                }
+                body.push_str(".\r\n");
+                for piece in body.as_bytes().chunks(37) {
+                    client.send(piece);
+                }
+                assert_eq!(client.reply(), ["250 OK"]);
+                assert_eq!(client.command("QUIT"), "221 Bye");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..CLIENTS {
+        let lines = next_message(&server);
+        let i: usize = lines[0].strip_prefix("Subject: ").unwrap().parse().unwrap();
+        let mut expected = vec![
+            format!("Subject: {i}"),
+            "X-Peer: 127.0.0.1".into(),
+            String::new(),
+        ];
+        expected.extend((0..50).map(|line| format!("client {i} line {line}")));
+        assert_eq!(lines, expected);
+        seen.push(i);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..CLIENTS).collect::<Vec<_>>());
+}
