@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo bench --bench file_cat
-//! FILE_CAT_MIB=64 FILE_CAT_ROUNDS=9 cargo bench --bench file_cat
+//! FILE_CAT_MIB=64 FILE_CAT_ROUNDS=11 cargo bench --bench file_cat
 //! ```
 
 use std::io::{self, Read, Write};
@@ -106,7 +106,7 @@ fn round(program: &Path, data: &Arc<Vec<u8>>) -> io::Result<f64> {
 
 fn main() -> io::Result<()> {
     let mib = env("FILE_CAT_MIB", 256).max(1);
-    let rounds = env("FILE_CAT_ROUNDS", 5).max(1);
+    let rounds = env("FILE_CAT_ROUNDS", 9).max(1);
     let file_cat = example("file_cat")?;
     let cat = PathBuf::from("cat");
     let data: Arc<Vec<u8>> = Arc::new((0..mib << 20).map(|i| (i % 251) as u8).collect());
