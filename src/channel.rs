@@ -43,6 +43,8 @@ use crate::io::{Io, Listener, Stream};
 use crate::map::{Map, MapInner};
 
 mod datagram;
+mod file;
+mod urgent;
 
 /// A socket and its asyncore state, owned by the map once added.
 ///
@@ -403,6 +405,7 @@ impl Channel {
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write(data),
+            Io::File(file) => file.try_write(data),
             Io::Datagram(_) => return self.send_datagram(&[io::IoSlice::new(data)]),
             Io::Closed => return Err(closed_channel("send")),
             _ => Err(io::ErrorKind::NotConnected.into()),
@@ -415,6 +418,7 @@ impl Channel {
     pub fn send_vectored(&mut self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write_vectored(data),
+            Io::File(file) => file.try_write_vectored(data),
             Io::Datagram(_) => return self.send_datagram(data),
             Io::Closed => return Err(closed_channel("send")),
             _ => Err(io::ErrorKind::NotConnected.into()),
@@ -474,6 +478,7 @@ impl Channel {
         }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read_buf(buf),
+            Io::File(file) => file.try_read_buf(buf),
             Io::Datagram(_) => return self.recv_datagram_buf(buf),
             Io::Closed => return Err(closed_channel("recv")),
             _ => Err(io::ErrorKind::NotConnected.into()),
@@ -488,6 +493,7 @@ impl Channel {
         }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read(buf),
+            Io::File(file) => file.try_read(buf),
             Io::Datagram(_) => return self.recv_datagram_buf(&mut &mut *buf),
             Io::Closed => return Err(closed_channel("recv")),
             _ => Err(io::ErrorKind::NotConnected.into()),

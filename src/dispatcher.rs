@@ -115,7 +115,12 @@ pub trait Dispatcher: Any {
         Ok(())
     }
 
-    /// Urgent (out-of-band) data arrived. Default: logs "unhandled incoming priority event".
+    /// Urgent (out-of-band) data arrived; read it with
+    /// [`Channel::recv_urgent`](crate::Channel::recv_urgent). Runs only on TCP channels that
+    /// asked for it with [`Channel::set_urgent_events`](crate::Channel::set_urgent_events)
+    /// (asyncore watches every socket), once per urgent byte; a socket error pending at that
+    /// moment runs `handle_close` instead, as in asyncore's `handle_expt_event`. Default: logs
+    /// "unhandled incoming priority event".
     fn handle_expt(&mut self, channel: &mut Channel) -> io::Result<()> {
         unhandled(channel, "unhandled incoming priority event");
         Ok(())

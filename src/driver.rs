@@ -309,8 +309,21 @@ impl Entry {
                 }
                 self.call(d, ch, Event::Write, record, |d, ch| d.handle_write(ch));
             }
+            // asyncore's `handle_expt_event`: a socket error goes to `handle_close`.
             Phase::Expt => {
-                self.call(d, ch, Event::Expt, record, |d, ch| d.handle_expt(ch));
+                if !ch.take_urgent_event() {
+                    return;
+                }
+                match ch.socket().and_then(|socket| socket.take_error()) {
+                    Ok(Some(error)) => {
+                        tracing::debug!(channel = %self.id, %error, "socket error with urgent data");
+                        ch.close_pending = true;
+                        self.settle(d, ch, record);
+                    }
+                    _ => {
+                        self.call(d, ch, Event::Expt, record, |d, ch| d.handle_expt(ch));
+                    }
+                }
             }
         }
     }

@@ -19,6 +19,8 @@
 //!
 //! - **Datagram**: a `tokio::net::UdpSocket` or `UnixDatagram` (module `datagram`), from
 //!   `create_datagram_socket` on: usable at once, bound or not, connected or not.
+//! - **File**: any other descriptor, from `from_fd` (module `file`): a pipe, terminal or device
+//!   through `AsyncFd`, or a regular file, which epoll refuses, as always ready.
 //!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
 //! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
@@ -40,8 +42,11 @@ use crate::address::Address;
 use crate::event::{Interest, Ready};
 
 mod datagram;
+mod file;
+mod urgent;
 
 pub(crate) use datagram::Datagram;
+pub(crate) use file::{set_nonblocking, FileIo};
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
 /// proves the socket drained or full (see `Stream::after_read`).
@@ -67,12 +72,21 @@ pub(crate) enum Io {
     /// largest variant (memory per idle connection).
     Listener(Box<Listener>),
     Datagram(Datagram),
+    File(FileIo),
     Closed,
 }
 
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A TCP stream also watched for urgent data (`Channel::set_urgent_events`); boxed, so
+    /// that ordinary streams pay nothing for it.
+    Urgent(Box<UrgentTcp>),
+}
+
+pub(crate) struct UrgentTcp {
+    pub(crate) stream: TcpStream,
+    watch: urgent::UrgentWatch,
 }
 
 pub(crate) struct Listener {
@@ -93,6 +107,7 @@ impl Io {
             Io::Stream(stream) => stream.poll_ready(cx, want),
             Io::Listener(listener) if want.is_read() => listener.poll_ready(cx),
             Io::Datagram(socket) => socket.poll_ready(cx, want),
+            Io::File(file) => file.poll_ready(cx, want),
             _ => Ready::NONE,
         };
         if ready.is_empty() {
@@ -107,11 +122,13 @@ impl Io {
             Io::Fresh(socket) => Some(socket.as_raw_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_raw_fd()),
             Io::Stream(Stream::Unix(s)) => Some(s.as_raw_fd()),
+            Io::Stream(Stream::Urgent(u)) => Some(u.stream.as_raw_fd()),
             Io::Listener(l) => Some(match &l.socket {
                 ListenerSocket::Tcp(s) => s.as_raw_fd(),
                 ListenerSocket::Unix(s) => s.as_raw_fd(),
             }),
             Io::Datagram(socket) => Some(socket.fd()),
+            Io::File(file) => Some(file.fd()),
             Io::Closed => None,
         }
     }
@@ -122,18 +139,20 @@ impl Io {
             Io::Fresh(socket) => socket2::SockRef::from(socket),
             Io::Stream(Stream::Tcp(s)) => socket2::SockRef::from(s),
             Io::Stream(Stream::Unix(s)) => socket2::SockRef::from(s),
+            Io::Stream(Stream::Urgent(u)) => socket2::SockRef::from(&u.stream),
             Io::Listener(l) => match &l.socket {
                 ListenerSocket::Tcp(s) => socket2::SockRef::from(s),
                 ListenerSocket::Unix(s) => socket2::SockRef::from(s),
             },
             Io::Datagram(socket) => socket.sock_ref(),
+            Io::File(file) => file.sock_ref(),
             Io::Closed => return None,
         })
     }
 }
 
 impl Stream {
-    fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
+    fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // An `Err` here means the runtime is shutting down; report readiness so that the next
         // operation surfaces the error to the dispatcher instead of the channel hanging.
         let mut ready = Ready::NONE;
@@ -141,6 +160,7 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_read_ready(cx),
                 Stream::Unix(s) => s.poll_read_ready(cx),
+                Stream::Urgent(u) => u.stream.poll_read_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::READ;
@@ -150,12 +170,48 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_write_ready(cx),
                 Stream::Unix(s) => s.poll_write_ready(cx),
+                Stream::Urgent(u) => u.stream.poll_write_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::WRITE;
             }
         }
+        // asyncore's `select` puts every socket it waits on in the `e` set too.
+        if let Stream::Urgent(u) = self {
+            if !want.is_empty() && u.watch.poll(cx) {
+                ready = ready | Ready::EXPT;
+            }
+        }
         ready
+    }
+
+    /// The stream with urgent-data watching turned on or off (a TCP stream only; the caller
+    /// checks). On error the stream comes back unchanged.
+    pub(crate) fn with_urgent_watch(self, on: bool) -> (Stream, io::Result<()>) {
+        match (on, self) {
+            (true, Stream::Tcp(stream)) => match urgent::UrgentWatch::new(&stream) {
+                Ok(watch) => (
+                    Stream::Urgent(Box::new(UrgentTcp { stream, watch })),
+                    Ok(()),
+                ),
+                Err(e) => (Stream::Tcp(stream), Err(e)),
+            },
+            (false, Stream::Urgent(urgent)) => (Stream::Tcp(urgent.stream), Ok(())),
+            (_, stream) => (stream, Ok(())),
+        }
+    }
+
+    /// Whether the stream is watched for urgent data.
+    pub(crate) fn watches_urgent(&self) -> bool {
+        matches!(self, Stream::Urgent(_))
+    }
+
+    /// Takes the pending urgent event, if any.
+    pub(crate) fn take_urgent(&mut self) -> bool {
+        match self {
+            Stream::Urgent(u) => u.watch.take(),
+            _ => false,
+        }
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
@@ -163,6 +219,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
+            Stream::Urgent(u) => u.stream.try_read_buf(buf),
         }?;
         self.after_read(n, asked);
         Ok(n)
@@ -172,6 +229,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
+            Stream::Urgent(u) => u.stream.try_read(buf),
         }?;
         self.after_read(n, buf.len());
         Ok(n)
@@ -181,6 +239,7 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
+            Stream::Urgent(u) => u.stream.try_write(buf),
         }?;
         self.after_write(n, buf.len());
         Ok(n)
@@ -193,6 +252,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_write_vectored(bufs),
             Stream::Unix(s) => s.try_write_vectored(bufs),
+            Stream::Urgent(u) => u.stream.try_write_vectored(bufs),
         }
     }
 
@@ -202,8 +262,11 @@ impl Stream {
     /// system call per message). Tokio's own `poll_read` does the same. This is sound with
     /// edge-triggered readiness (epoll, kqueue): data that arrives later raises a new event,
     /// and Tokio ignores a clear that is older than the latest event.
+    ///
+    /// Not for a stream watched for urgent data: a read stops short at the urgent mark with
+    /// more data behind it.
     fn after_read(&self, n: usize, asked: usize) {
-        if EDGE_TRIGGERED && 0 < n && n < asked {
+        if EDGE_TRIGGERED && 0 < n && n < asked && !matches!(self, Stream::Urgent(_)) {
             self.clear(tokio::io::Interest::READABLE);
         }
     }
@@ -222,6 +285,7 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.try_io(interest, would_block),
             Stream::Unix(s) => s.try_io(interest, would_block),
+            Stream::Urgent(u) => u.stream.try_io(interest, would_block),
         };
     }
 
@@ -229,12 +293,14 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            Stream::Urgent(u) => u.stream.take_error(),
         }
     }
 
     pub(crate) fn peer_address(&self) -> io::Result<Address> {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
+            Stream::Urgent(u) => u.stream.peer_addr().map(Address::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
         }
     }

@@ -84,7 +84,7 @@
 //! part of what is waiting is called again at once, as asyncore's level-triggered `select`
 //! would call it.
 //!
-//! # Buffered output and datagrams
+//! # Buffered output, datagrams, files and urgent data
 //!
 //! - [`SendBuffer`]: asyncore's `dispatcher_with_send` output buffer as a part any dispatcher
 //!   can own (queue, then send one chunk of at most 64 KiB per write event), with asyncio's
@@ -93,6 +93,11 @@
 //!   Unix datagram sockets, with [`Channel::sendto`] and [`Channel::recvfrom`]; one datagram
 //!   per receive, empty datagrams are not end of file, truncation and oversize datagrams are
 //!   errors that say so.
+//! - File channels: [`Channel::from_fd`], asyncore's `file_dispatcher`, for pipes, terminals,
+//!   devices and regular files (which epoll refuses: they are served as always ready, as
+//!   `select` reports them).
+//! - Urgent data: [`Channel::set_urgent_events`] turns on `handle_expt` for a TCP channel's
+//!   out-of-band bytes, read with [`Channel::recv_urgent`].
 //!
 //! # asynchat
 //!

@@ -655,3 +655,167 @@ fn chat_server_drops_a_member_that_does_not_read() {
     let (status, stderr) = server.stop("TERM");
     assert!(status.success(), "{status:?} {stderr}");
 }
+
+// ----- file_cat (file_dispatcher) -----
+
+/// Pseudo-random bytes (xorshift64*), the same for every run.
+fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        bytes.extend_from_slice(&seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Runs `file_cat` with `stdin` and `stdout` as given; feeds `input` if stdin is a pipe and
+/// collects stdout if it is one. Returns status, stdout (if piped) and stderr; bounded.
+fn file_cat(
+    stdin: std::process::Stdio,
+    stdout: std::process::Stdio,
+    input: Option<Vec<u8>>,
+) -> (std::process::ExitStatus, Vec<u8>, String) {
+    let mut child = Command::new(example("file_cat"))
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feeder = child.stdin.take().map(|mut pipe| {
+        let input = input.unwrap_or_default();
+        std::thread::spawn(move || pipe.write_all(&input).unwrap())
+    });
+    let reader = child.stdout.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            pipe.read_to_end(&mut out).unwrap();
+            out
+        })
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = util::programs::wait(&mut child);
+    if let Some(feeder) = feeder {
+        feeder.join().unwrap();
+    }
+    let out = reader.map(|r| r.join().unwrap()).unwrap_or_default();
+    (status, out, stderr)
+}
+
+/// 10 MB of random bytes through pipes on both sides, byte for byte; exit 0, nothing on stderr.
+#[test]
+fn file_cat_copies_pipes_byte_for_byte() {
+    use std::process::Stdio;
+    let input = random_bytes(10 * 1024 * 1024, 0x9e37_79b9_7f4a_7c15);
+    let (status, out, stderr) = file_cat(Stdio::piped(), Stdio::piped(), Some(input.clone()));
+    assert!(status.success(), "{status:?} {stderr}");
+    assert_eq!(stderr, "");
+    assert!(
+        out == input,
+        "copied {} of {} bytes, or changed them",
+        out.len(),
+        input.len()
+    );
+}
+
+/// Empty input: nothing out, exit 0.
+#[test]
+fn file_cat_empty_input() {
+    use std::process::Stdio;
+    let (status, out, stderr) = file_cat(Stdio::piped(), Stdio::piped(), Some(Vec::new()));
+    assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
+    assert!(out.is_empty());
+}
+
+/// stdin a regular file or /dev/null (always ready: epoll refuses them), stdout a pipe or a
+/// regular file.
+#[test]
+fn file_cat_from_regular_files_and_dev_null() {
+    use std::process::Stdio;
+    let dir = std::env::temp_dir();
+    let input_path = dir.join(format!("asyncore-file-cat-in-{}", std::process::id()));
+    let output_path = dir.join(format!("asyncore-file-cat-out-{}", std::process::id()));
+    let input = random_bytes(3 * 1024 * 1024 + 17, 42);
+    std::fs::write(&input_path, &input).unwrap();
+
+    let (status, out, stderr) = file_cat(
+        std::fs::File::open(&input_path).unwrap().into(),
+        Stdio::piped(),
+        None,
+    );
+    assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
+    assert!(
+        out == input,
+        "file -> pipe: {} of {} bytes",
+        out.len(),
+        input.len()
+    );
+
+    let (status, _, stderr) = file_cat(
+        std::fs::File::open(&input_path).unwrap().into(),
+        std::fs::File::create(&output_path).unwrap().into(),
+        None,
+    );
+    assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
+    assert!(
+        std::fs::read(&output_path).unwrap() == input,
+        "file -> file"
+    );
+
+    let (status, out, stderr) = file_cat(Stdio::null(), Stdio::piped(), None);
+    assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
+    assert!(out.is_empty());
+
+    let (status, _, stderr) = file_cat(
+        std::fs::File::open(&input_path).unwrap().into(),
+        Stdio::null(),
+        None,
+    );
+    assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
+
+    let _ = std::fs::remove_file(&input_path);
+    let _ = std::fs::remove_file(&output_path);
+}
+
+/// stdout's reader goes away: one line on stderr, a failing status, no hang.
+#[test]
+fn file_cat_reports_a_closed_stdout() {
+    use std::process::Stdio;
+    let mut child = Command::new(example("file_cat"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before anything is written
+    let mut stdin = child.stdin.take().unwrap();
+    // The write fails once file_cat has exited; until then it feeds it.
+    let feeder = std::thread::spawn(move || {
+        let chunk = [b'x'; 4096];
+        for _ in 0..1024 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = util::programs::wait(&mut child);
+    feeder.join().unwrap();
+    assert!(!status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("file_cat: stdout"), "{stderr}");
+}
