@@ -87,6 +87,9 @@ pub struct Channel {
     pub(crate) deadline: Option<tokio::time::Instant>,
     /// Work started with `spawn`/`call_later`, aborted on close.
     pub(crate) work: Vec<tokio::task::AbortHandle>,
+    /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
+    /// beside the stream rather than in it, so that ordinary streams pay nothing for it.
+    pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
 }
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
@@ -171,6 +174,7 @@ impl Channel {
             progress: false,
             deadline: None,
             work: Vec::new(),
+            urgent: None,
         }
     }
 
@@ -477,7 +481,7 @@ impl Channel {
             return Ok(0);
         }
         let result = match &self.io {
-            Io::Stream(stream) => stream.try_read_buf(buf),
+            Io::Stream(stream) => stream.try_read_buf(buf, self.urgent.is_none()),
             Io::File(file) => file.try_read_buf(buf),
             Io::Datagram(_) => return self.recv_datagram_buf(buf),
             Io::Closed => return Err(closed_channel("recv")),
@@ -492,7 +496,7 @@ impl Channel {
             return Ok(0);
         }
         let result = match &self.io {
-            Io::Stream(stream) => stream.try_read(buf),
+            Io::Stream(stream) => stream.try_read(buf, self.urgent.is_none()),
             Io::File(file) => file.try_read(buf),
             Io::Datagram(_) => return self.recv_datagram_buf(&mut &mut *buf),
             Io::Closed => return Err(closed_channel("recv")),
@@ -566,6 +570,7 @@ impl Channel {
         self.connected = false;
         self.connecting = false;
         self.io = Io::Closed;
+        self.urgent = None;
         self.deadline = None;
         self.cancel_work();
         if let Some(map) = self.map.upgrade() {

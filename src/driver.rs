@@ -133,7 +133,7 @@ impl Entry {
 
     /// Polls the socket for `want`; `Pending` leaves the caller registered for a wake-up.
     pub(crate) fn poll_io(&self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
-        self.channel.borrow_mut().io.poll_ready(cx, want)
+        self.channel.borrow_mut().poll_ready(cx, want)
     }
 
     /// The channel task's wait: readiness, the deadline, or a poke.
@@ -156,7 +156,7 @@ impl Entry {
         }
         let waker = self.waker.take();
         self.waker.set(match waker {
-            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            Some(w) if same_waker(&w, cx.waker()) => Some(w),
             _ => Some(cx.waker().clone()),
         });
         Poll::Pending
@@ -542,6 +542,15 @@ impl Entry {
         }
         self.poke();
     }
+}
+
+/// Whether `known` (a clone we hold) wakes what `waker` wakes. `Waker::will_wake` compares
+/// vtable addresses too, and a clone may carry a duplicate vtable (Tokio's `block_on` waker
+/// does), so it answers "no" on every poll and the waker would be cloned and registered again
+/// on each of the map's wake-ups. The data pointer of a waker whose clone we still hold names
+/// a live target that no other object can share.
+pub(crate) fn same_waker(known: &Waker, waker: &Waker) -> bool {
+    known.will_wake(waker) || (!known.data().is_null() && known.data() == waker.data())
 }
 
 /// The channel's task: wait for what the dispatcher wants, dispatch, repeat until closed.

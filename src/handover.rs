@@ -61,8 +61,6 @@ impl Channel {
         Ok(match stream {
             Stream::Tcp(s) => NativeStream::Tcp(s),
             Stream::Unix(s) => NativeStream::Unix(s),
-            // The urgent-data watch (a duplicate descriptor) closes here.
-            Stream::Urgent(u) => NativeStream::Tcp(u.stream),
         })
     }
 }

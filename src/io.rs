@@ -47,6 +47,7 @@ mod urgent;
 
 pub(crate) use datagram::Datagram;
 pub(crate) use file::{set_nonblocking, FileIo};
+pub(crate) use urgent::UrgentWatch;
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
 /// proves the socket drained or full (see `Stream::after_read`).
@@ -79,14 +80,6 @@ pub(crate) enum Io {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-    /// A TCP stream also watched for urgent data (`Channel::set_urgent_events`); boxed, so
-    /// that ordinary streams pay nothing for it.
-    Urgent(Box<UrgentTcp>),
-}
-
-pub(crate) struct UrgentTcp {
-    pub(crate) stream: TcpStream,
-    watch: urgent::UrgentWatch,
 }
 
 pub(crate) struct Listener {
@@ -122,7 +115,6 @@ impl Io {
             Io::Fresh(socket) => Some(socket.as_raw_fd()),
             Io::Stream(Stream::Tcp(s)) => Some(s.as_raw_fd()),
             Io::Stream(Stream::Unix(s)) => Some(s.as_raw_fd()),
-            Io::Stream(Stream::Urgent(u)) => Some(u.stream.as_raw_fd()),
             Io::Listener(l) => Some(match &l.socket {
                 ListenerSocket::Tcp(s) => s.as_raw_fd(),
                 ListenerSocket::Unix(s) => s.as_raw_fd(),
@@ -139,7 +131,6 @@ impl Io {
             Io::Fresh(socket) => socket2::SockRef::from(socket),
             Io::Stream(Stream::Tcp(s)) => socket2::SockRef::from(s),
             Io::Stream(Stream::Unix(s)) => socket2::SockRef::from(s),
-            Io::Stream(Stream::Urgent(u)) => socket2::SockRef::from(&u.stream),
             Io::Listener(l) => match &l.socket {
                 ListenerSocket::Tcp(s) => socket2::SockRef::from(s),
                 ListenerSocket::Unix(s) => socket2::SockRef::from(s),
@@ -152,7 +143,7 @@ impl Io {
 }
 
 impl Stream {
-    fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Ready {
+    fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // An `Err` here means the runtime is shutting down; report readiness so that the next
         // operation surfaces the error to the dispatcher instead of the channel hanging.
         let mut ready = Ready::NONE;
@@ -160,7 +151,6 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_read_ready(cx),
                 Stream::Unix(s) => s.poll_read_ready(cx),
-                Stream::Urgent(u) => u.stream.poll_read_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::READ;
@@ -170,68 +160,35 @@ impl Stream {
             let polled = match self {
                 Stream::Tcp(s) => s.poll_write_ready(cx),
                 Stream::Unix(s) => s.poll_write_ready(cx),
-                Stream::Urgent(u) => u.stream.poll_write_ready(cx),
             };
             if polled.is_ready() {
                 ready = ready | Ready::WRITE;
             }
         }
-        // asyncore's `select` puts every socket it waits on in the `e` set too.
-        if let Stream::Urgent(u) = self {
-            if !want.is_empty() && u.watch.poll(cx) {
-                ready = ready | Ready::EXPT;
-            }
-        }
         ready
     }
 
-    /// The stream with urgent-data watching turned on or off (a TCP stream only; the caller
-    /// checks). On error the stream comes back unchanged.
-    pub(crate) fn with_urgent_watch(self, on: bool) -> (Stream, io::Result<()>) {
-        match (on, self) {
-            (true, Stream::Tcp(stream)) => match urgent::UrgentWatch::new(&stream) {
-                Ok(watch) => (
-                    Stream::Urgent(Box::new(UrgentTcp { stream, watch })),
-                    Ok(()),
-                ),
-                Err(e) => (Stream::Tcp(stream), Err(e)),
-            },
-            (false, Stream::Urgent(urgent)) => (Stream::Tcp(urgent.stream), Ok(())),
-            (_, stream) => (stream, Ok(())),
-        }
-    }
-
-    /// Whether the stream is watched for urgent data.
-    pub(crate) fn watches_urgent(&self) -> bool {
-        matches!(self, Stream::Urgent(_))
-    }
-
-    /// Takes the pending urgent event, if any.
-    pub(crate) fn take_urgent(&mut self) -> bool {
-        match self {
-            Stream::Urgent(u) => u.watch.take(),
-            _ => false,
-        }
-    }
-
-    pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+    /// Reads into `buf`; `short_read_drains` as for `after_read`.
+    pub(crate) fn try_read_buf<B: BufMut>(
+        &self,
+        buf: &mut B,
+        short_read_drains: bool,
+    ) -> io::Result<usize> {
         let asked = buf.chunk_mut().len();
         let n = match self {
             Stream::Tcp(s) => s.try_read_buf(buf),
             Stream::Unix(s) => s.try_read_buf(buf),
-            Stream::Urgent(u) => u.stream.try_read_buf(buf),
         }?;
-        self.after_read(n, asked);
+        self.after_read(n, asked, short_read_drains);
         Ok(n)
     }
 
-    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn try_read(&self, buf: &mut [u8], short_read_drains: bool) -> io::Result<usize> {
         let n = match self {
             Stream::Tcp(s) => s.try_read(buf),
             Stream::Unix(s) => s.try_read(buf),
-            Stream::Urgent(u) => u.stream.try_read(buf),
         }?;
-        self.after_read(n, buf.len());
+        self.after_read(n, buf.len(), short_read_drains);
         Ok(n)
     }
 
@@ -239,7 +196,6 @@ impl Stream {
         let n = match self {
             Stream::Tcp(s) => s.try_write(buf),
             Stream::Unix(s) => s.try_write(buf),
-            Stream::Urgent(u) => u.stream.try_write(buf),
         }?;
         self.after_write(n, buf.len());
         Ok(n)
@@ -252,7 +208,6 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.try_write_vectored(bufs),
             Stream::Unix(s) => s.try_write_vectored(bufs),
-            Stream::Urgent(u) => u.stream.try_write_vectored(bufs),
         }
     }
 
@@ -263,10 +218,10 @@ impl Stream {
     /// edge-triggered readiness (epoll, kqueue): data that arrives later raises a new event,
     /// and Tokio ignores a clear that is older than the latest event.
     ///
-    /// Not for a stream watched for urgent data: a read stops short at the urgent mark with
-    /// more data behind it.
-    fn after_read(&self, n: usize, asked: usize) {
-        if EDGE_TRIGGERED && 0 < n && n < asked && !matches!(self, Stream::Urgent(_)) {
+    /// Not for a stream watched for urgent data (`short_read_drains` false): a read stops
+    /// short at the urgent mark with more data behind it.
+    fn after_read(&self, n: usize, asked: usize, short_read_drains: bool) {
+        if EDGE_TRIGGERED && short_read_drains && 0 < n && n < asked {
             self.clear(tokio::io::Interest::READABLE);
         }
     }
@@ -285,7 +240,6 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.try_io(interest, would_block),
             Stream::Unix(s) => s.try_io(interest, would_block),
-            Stream::Urgent(u) => u.stream.try_io(interest, would_block),
         };
     }
 
@@ -293,14 +247,12 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
-            Stream::Urgent(u) => u.stream.take_error(),
         }
     }
 
     pub(crate) fn peer_address(&self) -> io::Result<Address> {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
-            Stream::Urgent(u) => u.stream.peer_addr().map(Address::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| Address::from_unix(&a.into())),
         }
     }

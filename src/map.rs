@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
-use crate::driver::{drive, Entry};
+use crate::driver::{drive, same_waker, Entry};
 use crate::error::closed_channel;
 use crate::event::ChannelId;
 use crate::handle::{MapHandle, Request, Shared};
@@ -415,7 +415,20 @@ impl Map {
                 if until_empty && inner.is_empty() {
                     return Poll::Ready(Ok(false));
                 }
-                stop_waker.run.register(cx.waker());
+                let known = {
+                    let mut slot = inner.run_waker.borrow_mut();
+                    let known = slot.as_ref().is_some_and(|w| same_waker(w, cx.waker()));
+                    if !known {
+                        *slot = Some(cx.waker().clone());
+                    }
+                    known
+                };
+                // `stop`'s waker keeps this task's waker until it fires (which takes it), so it
+                // is registered again only when the waker changed or it fired: not on every one
+                // of the map's wake-ups.
+                if !known || stop_waker.woken.load(Ordering::Acquire) {
+                    stop_waker.run.register(cx.waker());
+                }
                 if stop_waker.woken.swap(false, Ordering::AcqRel) {
                     let waker = futures::task::waker_ref(&stop_waker);
                     if stop
@@ -425,10 +438,6 @@ impl Map {
                     {
                         return Poll::Ready(Ok(true));
                     }
-                }
-                let mut slot = inner.run_waker.borrow_mut();
-                if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    *slot = Some(cx.waker().clone());
                 }
                 Poll::Pending
             }))

@@ -5,9 +5,12 @@
 use std::io;
 use std::mem::MaybeUninit;
 
+use std::task::{Context, Poll};
+
 use super::Channel;
 use crate::error::{closed_channel, context};
-use crate::io::{Io, Stream};
+use crate::event::{Interest, Ready};
+use crate::io::{Io, Stream, UrgentWatch};
 
 impl Channel {
     /// Turns urgent-data events on or off for a TCP channel: while on, a peer's out-of-band
@@ -79,8 +82,8 @@ impl Channel {
     /// # }
     /// ```
     pub fn set_urgent_events(&mut self, on: bool) -> io::Result<()> {
-        match &self.io {
-            Io::Stream(Stream::Tcp(_) | Stream::Urgent(_)) => {}
+        let stream = match &self.io {
+            Io::Stream(Stream::Tcp(stream)) => stream,
             Io::Closed => return Err(closed_channel("set_urgent_events")),
             _ => {
                 return Err(self.misuse(
@@ -88,18 +91,37 @@ impl Channel {
                     "is not a TCP stream (only TCP has urgent data)",
                 ))
             }
-        }
-        let Io::Stream(stream) = std::mem::replace(&mut self.io, Io::Closed) else {
-            unreachable!("checked above")
         };
-        let (stream, result) = stream.with_urgent_watch(on);
-        self.io = Io::Stream(stream);
-        result.map_err(|e| context(e, "watch for urgent data"))
+        if !on {
+            self.urgent = None; // closes the duplicate descriptor
+        } else if self.urgent.is_none() {
+            let watch =
+                UrgentWatch::new(stream).map_err(|e| context(e, "watch for urgent data"))?;
+            self.urgent = Some(Box::new(watch));
+        }
+        Ok(())
     }
 
     /// Whether urgent-data events are on ([`set_urgent_events`](Channel::set_urgent_events)).
     pub fn urgent_events(&self) -> bool {
-        matches!(&self.io, Io::Stream(stream) if stream.watches_urgent())
+        self.urgent.is_some()
+    }
+
+    /// Polls the socket for `want`, and a watched channel for urgent data too while it waits
+    /// for anything (asyncore's `select` puts every socket it waits on in the `e` set).
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        let polled = self.io.poll_ready(cx, want);
+        let Some(watch) = &mut self.urgent else {
+            return polled;
+        };
+        if want.is_empty() || !watch.poll(cx) {
+            return polled;
+        }
+        let ready = match polled {
+            Poll::Ready(ready) => ready,
+            Poll::Pending => Ready::NONE,
+        };
+        Poll::Ready(ready | Ready::EXPT)
     }
 
     /// Reads the urgent byte: Python's `recv(1, MSG_OOB)`. Works on any TCP channel, watched or
@@ -131,10 +153,7 @@ impl Channel {
 
     /// Takes the urgent event the reactor saw, if any (the reactor's `handle_expt_event`).
     pub(crate) fn take_urgent_event(&mut self) -> bool {
-        match &mut self.io {
-            Io::Stream(stream) => stream.take_urgent(),
-            _ => false,
-        }
+        self.urgent.as_mut().is_some_and(|watch| watch.take())
     }
 }
 
