@@ -130,12 +130,7 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
          ratio = crate / native"
     ));
     for point in points.iter().filter(|p| selected(p, filters)) {
-        if point.pinned() {
-            pin(std::process::id(), "0")?;
-            for server in &servers {
-                pin(server.pid, "0")?;
-            }
-        }
+        pin_all(point, &servers, "0")?;
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..rounds {
             for (i, server) in servers.iter().enumerate() {
@@ -143,12 +138,7 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
                 samples[i].push(sample);
             }
         }
-        if point.pinned() {
-            pin(std::process::id(), "0-1")?;
-            for server in &servers {
-                pin(server.pid, "0-1")?;
-            }
-        }
+        pin_all(point, &servers, "0-1")?;
         table.point(point, &samples);
     }
     for server in servers {
@@ -206,6 +196,7 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
          | point | messages | echo_server | native_echo_server | ratio |\n|---|---|---|---|---|\n"
     );
     for (point, warmup, measured) in points.iter().filter(|(p, ..)| selected(p, filters)) {
+        pin_all(point, &servers, "0")?;
         let mut per_message = [Vec::new(), Vec::new()];
         let mut messages = 0;
         for _ in 0..rounds {
@@ -216,6 +207,7 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
                 per_message[i].push(instructions as f64 / n as f64);
             }
         }
+        pin_all(point, &servers, "0-1")?;
         let [ours, native] = per_message.map(|v| median(&v));
         let _ = writeln!(
             text,
@@ -234,6 +226,18 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
         let _ = std::fs::remove_dir_all(&out);
     }
     print!("{text}");
+    Ok(())
+}
+
+/// Pins this process and the servers to `cpus` for a point that runs on one CPU (C = 1);
+/// nothing for the others.
+fn pin_all(point: &Point, servers: &[Server], cpus: &str) -> io::Result<()> {
+    if point.pinned() {
+        pin(std::process::id(), cpus)?;
+        for server in servers {
+            pin(server.pid, cpus)?;
+        }
+    }
     Ok(())
 }
 
