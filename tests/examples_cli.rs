@@ -8,7 +8,9 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use util::programs::{example, python3, run, Program};
+use util::programs::{
+    assert_fails_in_one_line, assert_server_errors_are_one_line, example, python3, run, Program,
+};
 use util::LIMIT;
 
 fn echo_server(args: &[&str]) -> Program {
@@ -115,26 +117,8 @@ fn echo_server_on_ipv6() {
 /// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
 #[test]
 fn echo_server_errors_are_one_line() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let in_use = taken.local_addr().unwrap().to_string();
     for name in ECHO_SERVERS {
-        for (args, expect) in [
-            (vec!["nonsense"], "invalid address"),
-            (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
-            (vec![in_use.as_str()], "Address already in use"),
-            (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
-        ] {
-            let mut command = Command::new(example(name));
-            command.args(&args);
-            let (status, stdout, stderr) = run(command);
-            assert!(!status.success(), "{name} {args:?}");
-            assert!(stdout.is_empty(), "{name} {args:?}: {stdout:?}");
-            assert_eq!(stderr.lines().count(), 1, "{name} {args:?}: {stderr}");
-            assert!(
-                stderr.starts_with(&format!("{name}: ")) && stderr.contains(expect),
-                "{name} {args:?}: {stderr}"
-            );
-        }
+        assert_server_errors_are_one_line(name);
     }
 }
 
@@ -244,13 +228,7 @@ fn echo_client_errors_are_one_line() {
         vec!["127.0.0.1:1"],
         vec!["bogus", "hi"],
     ] {
-        let mut command = Command::new(example("echo_client"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty());
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("echo_client: "), "{stderr}");
+        assert_fails_in_one_line("echo_client", &args, "");
     }
 }
 
@@ -301,12 +279,7 @@ fn http_client_errors_are_one_line() {
         vec![refused.as_str()],
         vec![],
     ] {
-        let mut command = Command::new(example("http_client"));
-        command.args(&args);
-        let (status, _, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("http_client: "), "{stderr}");
+        assert_fails_in_one_line("http_client", &args, "");
     }
 }
 
@@ -503,16 +476,7 @@ fn udp_echo_server_errors_are_one_line() {
         (vec![in_use.as_str()], "Address already in use"),
         (vec!["192.0.2.1:80"], "bind 192.0.2.1:80"),
     ] {
-        let mut command = Command::new(example("udp_echo_server"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("udp_echo_server: ") && stderr.contains(expect),
-            "{args:?}: {stderr}"
-        );
+        assert_fails_in_one_line("udp_echo_server", &args, expect);
     }
 }
 
@@ -603,24 +567,7 @@ fn chat_server_closes_a_sender_of_endless_lines() {
 /// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
 #[test]
 fn chat_server_errors_are_one_line() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let in_use = taken.local_addr().unwrap().to_string();
-    for (args, expect) in [
-        (vec!["nonsense"], "invalid address"),
-        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
-        (vec![in_use.as_str()], "Address already in use"),
-    ] {
-        let mut command = Command::new(example("chat_server"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("chat_server: ") && stderr.contains(expect),
-            "{args:?}: {stderr}"
-        );
-    }
+    assert_server_errors_are_one_line("chat_server");
 }
 
 /// A member that does not read is dropped once more than 1 MiB waits for it, rather than

@@ -4,10 +4,10 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 
-use util::programs::{example, run, Program};
+use util::programs::{assert_server_errors_are_one_line, example, Program};
 use util::LIMIT;
 
 fn kv_server() -> Program {
@@ -214,22 +214,5 @@ fn many_clients_at_once() {
 /// Bad arguments and a taken address: one line on stderr, non-zero exit.
 #[test]
 fn errors_are_one_line() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let in_use = taken.local_addr().unwrap().to_string();
-    for (args, expect) in [
-        (vec!["nonsense"], "invalid address"),
-        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
-        (vec![in_use.as_str()], "Address already in use"),
-    ] {
-        let mut command = Command::new(example("kv_server"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("kv_server: ") && stderr.contains(expect),
-            "{args:?}: {stderr}"
-        );
-    }
+    assert_server_errors_are_one_line("kv_server");
 }

@@ -4,10 +4,10 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
 
-use util::programs::{example, run, Program};
+use util::programs::{assert_server_errors_are_one_line, example, run, Program};
 use util::LIMIT;
 
 const BEGIN: &str = "---------- MESSAGE FOLLOWS ----------";
@@ -464,24 +464,7 @@ fn signals_exit_zero() {
 /// Bad arguments and unusable addresses: one line on stderr, a failing status, no stdout.
 #[test]
 fn errors_are_one_line() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let in_use = taken.local_addr().unwrap().to_string();
-    for (args, expect) in [
-        (vec!["nonsense"], "invalid address"),
-        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
-        (vec![in_use.as_str()], "Address already in use"),
-    ] {
-        let mut command = Command::new(example("smtp_server"));
-        command.args(&args);
-        let (status, stdout, stderr) = run(command);
-        assert!(!status.success(), "{args:?}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout:?}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with("smtp_server: ") && stderr.contains(expect),
-            "{args:?}: {stderr}"
-        );
-    }
+    assert_server_errors_are_one_line("smtp_server");
 }
 
 /// Whether `python3` with `smtplib` is on the PATH.

@@ -150,3 +150,34 @@ pub fn python3() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// Runs example `name` with `args` and checks the error contract of shared/spec/examples.md: a
+/// failing status, nothing on stdout, and exactly one stderr line, `NAME: ...`, containing
+/// `expect`.
+pub fn assert_fails_in_one_line(name: &str, args: &[&str], expect: &str) {
+    let mut command = Command::new(example(name));
+    command.args(args);
+    let (status, stdout, stderr) = run(command);
+    assert!(!status.success(), "{name} {args:?}");
+    assert!(stdout.is_empty(), "{name} {args:?}: {stdout:?}");
+    assert_eq!(stderr.lines().count(), 1, "{name} {args:?}: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("{name}: ")) && stderr.contains(expect),
+        "{name} {args:?}: {stderr}"
+    );
+}
+
+/// The bad arguments every TCP server taking `[ADDR]` must refuse in one line: garbage, an
+/// extra argument, an address in use, an address this host does not have.
+pub fn assert_server_errors_are_one_line(name: &str) {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let in_use = taken.local_addr().unwrap().to_string();
+    for (args, expect) in [
+        (vec!["nonsense"], "invalid address"),
+        (vec!["127.0.0.1:0", "extra"], "unexpected argument"),
+        (vec![in_use.as_str()], "Address already in use"),
+        (vec!["192.0.2.1:80"], "192.0.2.1:80"),
+    ] {
+        assert_fails_in_one_line(name, &args, expect);
+    }
+}
