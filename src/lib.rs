@@ -143,6 +143,7 @@ mod io;
 mod map;
 mod pass;
 mod send_buffer;
+mod water_marks;
 mod work;
 
 pub use address::{Address, Family, ToAddress};

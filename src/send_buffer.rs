@@ -45,6 +45,7 @@ use std::io::{self, IoSlice};
 use bytes::{Buf, Bytes};
 
 use crate::channel::Channel;
+use crate::water_marks::WaterMarks;
 
 /// The most one write event sends, as asyncore's `initiate_send` (`out_buffer[:65536]`).
 pub const SEND_CHUNK: usize = 64 * 1024;
@@ -110,9 +111,7 @@ const DEFAULT_HIGH: usize = 64 * 1024;
 pub struct SendBuffer {
     queue: VecDeque<Bytes>,
     len: usize,
-    high: usize,
-    low: usize,
-    paused: bool,
+    marks: WaterMarks,
 }
 
 impl Default for SendBuffer {
@@ -127,9 +126,7 @@ impl SendBuffer {
         SendBuffer {
             queue: VecDeque::new(),
             len: 0,
-            high: DEFAULT_HIGH,
-            low: DEFAULT_HIGH / 4,
-            paused: false,
+            marks: WaterMarks::new(DEFAULT_HIGH),
         }
     }
 
@@ -152,23 +149,12 @@ impl SendBuffer {
     /// # Errors
     /// `InvalidInput` when `low > high`; the marks are then unchanged.
     pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
-        if low > high {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "write buffer limits: the low mark ({low}) is above the high mark ({high})"
-                ),
-            ));
-        }
-        self.high = high;
-        self.low = low;
-        self.update();
-        Ok(())
+        self.marks.set(high, low, self.len)
     }
 
     /// The marks as `(low, high)`, asyncio's `get_write_buffer_limits()`.
     pub fn write_buffer_limits(&self) -> (usize, usize) {
-        (self.low, self.high)
+        self.marks.limits()
     }
 
     /// Bytes queued and not yet sent: asyncio's `get_write_buffer_size()`, asyncore's
@@ -186,7 +172,7 @@ impl SendBuffer {
     /// queued until the queue has drained to the low mark (asyncio's `pause_writing()` …
     /// `resume_writing()`).
     pub fn is_paused(&self) -> bool {
-        self.paused
+        self.marks.is_paused()
     }
 
     /// Queues `data` without sending anything. Empty data is ignored. Never refuses: past the
@@ -293,11 +279,7 @@ impl SendBuffer {
     }
 
     fn update(&mut self) {
-        if self.len > self.high {
-            self.paused = true;
-        } else if self.len <= self.low {
-            self.paused = false;
-        }
+        self.marks.update(self.len);
     }
 }
 

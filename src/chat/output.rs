@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::channel::Channel;
 use crate::chat::producer::Producer;
+use crate::water_marks::WaterMarks;
 
 /// How many queued pieces one `writev` gathers at most.
 const MAX_SLICES: usize = 64;
@@ -30,9 +31,7 @@ pub(crate) struct Output {
     tail: BytesMut,
     /// Bytes in `Data` entries and the tail (what producers will still make is unknown).
     queued: usize,
-    high: usize,
-    low: usize,
-    paused: bool,
+    marks: WaterMarks,
 }
 
 impl Output {
@@ -41,9 +40,7 @@ impl Output {
             fifo: VecDeque::new(),
             tail: BytesMut::new(),
             queued: 0,
-            high,
-            low: high / 4,
-            paused: false,
+            marks: WaterMarks::new(high),
         }
     }
 
@@ -63,24 +60,15 @@ impl Output {
     }
 
     pub(crate) fn is_paused(&self) -> bool {
-        self.paused
+        self.marks.is_paused()
     }
 
     pub(crate) fn limits(&self) -> (usize, usize) {
-        (self.low, self.high)
+        self.marks.limits()
     }
 
     pub(crate) fn set_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
-        if low > high {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("chat write buffer limits: the low mark ({low}) is above the high mark ({high})"),
-            ));
-        }
-        self.high = high;
-        self.low = low;
-        self.update();
-        Ok(())
+        self.marks.set(high, low, self.queued)
     }
 
     /// Queues `data` in pieces of at most `chunk` bytes (slices of `data`, no copies).
@@ -227,10 +215,6 @@ impl Output {
     }
 
     fn update(&mut self) {
-        if self.queued > self.high {
-            self.paused = true;
-        } else if self.queued <= self.low {
-            self.paused = false;
-        }
+        self.marks.update(self.queued);
     }
 }
