@@ -131,6 +131,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod address;
+mod byte_queue;
 mod channel;
 pub mod chat;
 mod dispatcher;

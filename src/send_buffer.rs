@@ -15,8 +15,10 @@
 //! | `handle_write()` (`initiate_send`) | `self.out.handle_write(channel)` |
 //! | `out_buffer` | [`len`](SendBuffer::len), [`is_empty`](SendBuffer::is_empty) |
 //!
-//! Data is queued as [`Bytes`]: pushing the `Bytes` a `recv` returned copies nothing, and a
-//! write event sends up to 64 KiB gathered from the queue in one `writev`.
+//! Data is queued as [`Bytes`]: pushing the `Bytes` a `recv` returned copies nothing (pieces
+//! of 512 bytes or less are gathered into one buffer instead, so that many short pushes go out
+//! in one system call), and a write event sends up to 64 KiB gathered from the queue in one
+//! `writev`.
 //!
 //! # Water marks
 //!
@@ -39,19 +41,16 @@
 //! Nothing is refused: [`push`](SendBuffer::push) past the high mark still queues (as asyncio's
 //! `write` does), so a producer that ignores the state grows the buffer as asyncore would.
 
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
+use crate::byte_queue::ByteQueue;
 use crate::channel::Channel;
 use crate::water_marks::WaterMarks;
 
 /// The most one write event sends, as asyncore's `initiate_send` (`out_buffer[:65536]`).
 pub const SEND_CHUNK: usize = 64 * 1024;
-
-/// How many queued pieces one send gathers at most (well under every system's `IOV_MAX`).
-const MAX_SLICES: usize = 64;
 
 /// asyncio's default high water mark; the low mark defaults to a quarter of the high one.
 const DEFAULT_HIGH: usize = 64 * 1024;
@@ -109,8 +108,7 @@ const DEFAULT_HIGH: usize = 64 * 1024;
 /// ```
 #[derive(Debug)]
 pub struct SendBuffer {
-    queue: VecDeque<Bytes>,
-    len: usize,
+    queue: ByteQueue,
     marks: WaterMarks,
 }
 
@@ -124,8 +122,7 @@ impl SendBuffer {
     /// An empty buffer with asyncio's default marks: high 64 KiB, low 16 KiB.
     pub fn new() -> SendBuffer {
         SendBuffer {
-            queue: VecDeque::new(),
-            len: 0,
+            queue: ByteQueue::default(),
             marks: WaterMarks::new(DEFAULT_HIGH),
         }
     }
@@ -149,7 +146,7 @@ impl SendBuffer {
     /// # Errors
     /// `InvalidInput` when `low > high`; the marks are then unchanged.
     pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
-        self.marks.set(high, low, self.len)
+        self.marks.set(high, low, self.queue.len())
     }
 
     /// The marks as `(low, high)`, asyncio's `get_write_buffer_limits()`.
@@ -160,12 +157,12 @@ impl SendBuffer {
     /// Bytes queued and not yet sent: asyncio's `get_write_buffer_size()`, asyncore's
     /// `len(out_buffer)`.
     pub fn len(&self) -> usize {
-        self.len
+        self.queue.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.queue.is_empty()
     }
 
     /// Whether the producer should stop: true from the moment more than the high mark is
@@ -178,12 +175,7 @@ impl SendBuffer {
     /// Queues `data` without sending anything. Empty data is ignored. Never refuses: past the
     /// high mark the buffer is paused, and it is up to the producer to respect that.
     pub fn push(&mut self, data: impl Into<Bytes>) {
-        let data = data.into();
-        if data.is_empty() {
-            return;
-        }
-        self.len += data.len();
-        self.queue.push_back(data);
+        self.queue.push(data.into());
         self.update();
     }
 
@@ -232,54 +224,19 @@ impl SendBuffer {
         if self.is_empty() || !channel.connected() {
             return Ok(0);
         }
-        let sent = match self.queue.front() {
-            Some(front) if front.len() >= SEND_CHUNK || self.queue.len() == 1 => {
-                channel.send(&front[..front.len().min(SEND_CHUNK)])?
-            }
-            _ => {
-                let mut slices = Vec::with_capacity(self.queue.len().min(MAX_SLICES));
-                let mut room = SEND_CHUNK;
-                for piece in self.queue.iter().take(MAX_SLICES) {
-                    if room == 0 {
-                        break;
-                    }
-                    let take = piece.len().min(room);
-                    slices.push(IoSlice::new(&piece[..take]));
-                    room -= take;
-                }
-                channel.send_vectored(&slices)?
-            }
-        };
-        self.consume(sent);
+        let sent = self.queue.send(channel, SEND_CHUNK)?;
+        self.update();
         Ok(sent)
     }
 
     /// Drops everything queued (asynchat's `discard_buffers` for output); resumes.
     pub fn clear(&mut self) {
         self.queue.clear();
-        self.len = 0;
-        self.update();
-    }
-
-    fn consume(&mut self, mut sent: usize) {
-        self.len -= sent;
-        while sent > 0 {
-            let Some(front) = self.queue.front_mut() else {
-                break;
-            };
-            if front.len() <= sent {
-                sent -= front.len();
-                self.queue.pop_front();
-            } else {
-                front.advance(sent);
-                sent = 0;
-            }
-        }
         self.update();
     }
 
     fn update(&mut self) {
-        self.marks.update(self.len);
+        self.marks.update(self.queue.len());
     }
 }
 
@@ -294,9 +251,11 @@ mod tests {
         assert!(!buffer.is_paused(), "exactly the high mark is not above it");
         buffer.push(vec![0; 1]);
         assert!(buffer.is_paused());
-        buffer.consume(6);
+        buffer.queue.consume(6);
+        buffer.update();
         assert!(buffer.is_paused(), "5 bytes is still above the low mark");
-        buffer.consume(1);
+        buffer.queue.consume(1);
+        buffer.update();
         assert!(!buffer.is_paused());
         assert_eq!(buffer.len(), 4);
     }
@@ -307,11 +266,11 @@ mod tests {
         buffer.push(&b"abc"[..]);
         buffer.push(&b""[..]);
         buffer.push(&b"defg"[..]);
-        buffer.consume(4);
-        let rest: Vec<u8> = buffer.queue.iter().flat_map(|b| b.to_vec()).collect();
-        assert_eq!(rest, b"efg");
+        buffer.queue.consume(4);
         assert_eq!(buffer.len(), 3);
-        assert_eq!(buffer.queue.len(), 1);
+        assert_eq!(buffer.queue.pieces(), 1);
+        let rest: Vec<u8> = buffer.queue.take_all().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(rest, b"efg");
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Chat {
     pub fn take_stream(&mut self, channel: &mut Channel) -> io::Result<ChatStream> {
         let stream = channel.take_stream()?;
         let unparsed = self.take_unparsed();
-        let (pieces, _close) = self.output_mut().drain();
+        let pieces = self.output_mut().drain();
         let unsent = match pieces.len() {
             0 => Bytes::new(),
             1 => pieces.into_iter().next().expect("one piece"),

@@ -1,21 +1,18 @@
 //! The output queue: asynchat's `producer_fifo`, with a byte count and water marks.
+//!
+//! Data that can be sent now sits in a [`ByteQueue`] (the same queue, and the same send, as a
+//! [`SendBuffer`](crate::SendBuffer)'s). Whatever waits behind a producer or a
+//! `close_when_done` marker stays in `later`, in order, until the send reaches it.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::byte_queue::ByteQueue;
 use crate::channel::Channel;
 use crate::chat::producer::Producer;
 use crate::water_marks::WaterMarks;
-
-/// How many queued pieces one `writev` gathers at most.
-const MAX_SLICES: usize = 64;
-
-/// Pushes this small or smaller are copied into one buffer rather than queued one by one, so
-/// that a read that produces a thousand short answers sends them in one system call, not in
-/// sixteen `writev`s of 64 pieces.
-const COALESCE: usize = 512;
 
 enum Entry {
     Data(Bytes),
@@ -26,37 +23,32 @@ enum Entry {
 
 /// Queued output in order: buffers, producers and the close marker.
 pub(crate) struct Output {
-    fifo: VecDeque<Entry>,
-    /// Small pushes gathered after the last entry (see COALESCE); part of the queue.
-    tail: BytesMut,
-    /// Bytes in `Data` entries and the tail (what producers will still make is unknown).
-    queued: usize,
+    /// Data ahead of the first producer or marker: sendable now.
+    ready: ByteQueue,
+    /// From the first producer or marker on.
+    later: VecDeque<Entry>,
+    /// Bytes in `later`'s `Data` entries (what producers will still make is unknown).
+    later_len: usize,
     marks: WaterMarks,
 }
 
 impl Output {
     pub(crate) fn new(high: usize) -> Output {
         Output {
-            fifo: VecDeque::new(),
-            tail: BytesMut::new(),
-            queued: 0,
+            ready: ByteQueue::default(),
+            later: VecDeque::new(),
+            later_len: 0,
             marks: WaterMarks::new(high),
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.fifo.is_empty() && self.tail.is_empty()
+        self.ready.is_empty() && self.later.is_empty()
     }
 
-    /// Ends the tail: what was gathered becomes an entry of the queue.
-    fn seal(&mut self) {
-        if !self.tail.is_empty() {
-            self.fifo.push_back(Entry::Data(self.tail.split().freeze()));
-        }
-    }
-
+    /// Bytes queued (not counting what queued producers will make).
     pub(crate) fn queued(&self) -> usize {
-        self.queued
+        self.ready.len() + self.later_len
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -68,41 +60,35 @@ impl Output {
     }
 
     pub(crate) fn set_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
-        self.marks.set(high, low, self.queued)
+        self.marks.set(high, low, self.queued())
     }
 
-    /// Queues `data` in pieces of at most `chunk` bytes (slices of `data`, no copies).
-    pub(crate) fn push(&mut self, mut data: Bytes, chunk: usize) {
-        self.queued += data.len();
-        if data.len() <= COALESCE.min(chunk) {
-            self.tail.extend_from_slice(&data);
-            self.update();
+    /// Queues `data` (no copy, unless it is small enough to be gathered with its neighbours).
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
             return;
         }
-        self.seal();
-        while data.len() > chunk {
-            self.fifo.push_back(Entry::Data(data.split_to(chunk)));
-        }
-        if !data.is_empty() {
-            self.fifo.push_back(Entry::Data(data));
+        if self.later.is_empty() {
+            self.ready.push(data);
+        } else {
+            self.later_len += data.len();
+            self.later.push_back(Entry::Data(data));
         }
         self.update();
     }
 
     pub(crate) fn push_producer(&mut self, producer: Box<dyn Producer>) {
-        self.seal();
-        self.fifo.push_back(Entry::Producer(producer));
+        self.later.push_back(Entry::Producer(producer));
     }
 
     pub(crate) fn close_when_done(&mut self) {
-        self.seal();
-        self.fifo.push_back(Entry::Close);
+        self.later.push_back(Entry::Close);
     }
 
     pub(crate) fn clear(&mut self) {
-        self.fifo.clear();
-        self.tail.clear();
-        self.queued = 0;
+        self.ready.clear();
+        self.later.clear();
+        self.later_len = 0;
         self.update();
     }
 
@@ -113,71 +99,59 @@ impl Output {
         if !channel.connected() || channel.is_closed() {
             return Ok(());
         }
-        self.seal();
-        if !self.head_is_data(channel) {
+        if !self.fill(channel) {
             return Ok(());
         }
-        let sent = match self.fifo.front() {
-            Some(Entry::Data(front))
-                if front.len() >= limit || !matches!(self.fifo.get(1), Some(Entry::Data(_))) =>
-            {
-                channel.send(&front[..front.len().min(limit)])?
-            }
-            _ => {
-                let mut slices = Vec::with_capacity(self.fifo.len().min(MAX_SLICES));
-                let mut room = limit;
-                for entry in self.fifo.iter().take(MAX_SLICES) {
-                    let Entry::Data(piece) = entry else { break };
-                    if room == 0 {
-                        break;
-                    }
-                    let take = piece.len().min(room);
-                    slices.push(IoSlice::new(&piece[..take]));
-                    room -= take;
-                }
-                channel.send_vectored(&slices)?
-            }
-        };
-        self.consume(sent);
+        self.ready.send(channel, limit)?;
+        self.update();
         // Everything before the marker is sent: close now rather than on the next write event.
-        if matches!(self.fifo.front(), Some(Entry::Close)) {
-            self.head_is_data(channel);
+        if self.ready.is_empty() && matches!(self.later.front(), Some(Entry::Close)) {
+            self.fill(channel);
         }
         Ok(())
     }
 
-    /// Runs producers and the close marker at the head until a buffer is there to send.
-    fn head_is_data(&mut self, channel: &mut Channel) -> bool {
-        loop {
-            match self.fifo.front_mut() {
+    /// Moves what `later` holds at its head into `ready` until there is data to send, running
+    /// producers and the close marker on the way; whether there is data.
+    fn fill(&mut self, channel: &mut Channel) -> bool {
+        while self.ready.is_empty() {
+            match self.later.pop_front() {
                 None => return false,
-                Some(Entry::Data(_)) => return true,
+                Some(Entry::Data(data)) => {
+                    self.later_len -= data.len();
+                    self.ready.push(data);
+                }
+                Some(Entry::Producer(mut producer)) => {
+                    let data = producer.more();
+                    if !data.is_empty() {
+                        self.ready.push(data);
+                        self.later.push_front(Entry::Producer(producer));
+                        self.update();
+                    }
+                }
                 Some(Entry::Close) => {
                     // Anything pushed after close_when_done is never sent (as in asynchat).
                     self.clear();
                     channel.request_close();
                     return false;
                 }
-                Some(Entry::Producer(producer)) => {
-                    let data = producer.more();
-                    if data.is_empty() {
-                        self.fifo.pop_front();
-                    } else {
-                        self.queued += data.len();
-                        self.fifo.push_front(Entry::Data(data));
-                        self.update();
-                    }
-                }
             }
         }
+        // Data that followed the head and waits behind nothing now is sendable too.
+        while let Some(Entry::Data(_)) = self.later.front() {
+            let Some(Entry::Data(data)) = self.later.pop_front() else {
+                unreachable!("matched above")
+            };
+            self.later_len -= data.len();
+            self.ready.push(data);
+        }
+        true
     }
 
-    /// All unsent output in order, producers run to exhaustion; whether a close was queued.
-    pub(crate) fn drain(&mut self) -> (Vec<Bytes>, bool) {
-        self.seal();
-        let mut out = Vec::new();
-        let mut close = false;
-        while let Some(entry) = self.fifo.pop_front() {
+    /// All unsent output in order up to a close marker, producers run to exhaustion.
+    pub(crate) fn drain(&mut self) -> Vec<Bytes> {
+        let mut out: Vec<Bytes> = self.ready.take_all().collect();
+        while let Some(entry) = self.later.pop_front() {
             match entry {
                 Entry::Data(data) => out.push(data),
                 Entry::Producer(mut producer) => loop {
@@ -187,34 +161,14 @@ impl Output {
                     }
                     out.push(data);
                 },
-                Entry::Close => {
-                    close = true;
-                    break;
-                }
+                Entry::Close => break,
             }
         }
         self.clear();
-        (out, close)
-    }
-
-    fn consume(&mut self, mut sent: usize) {
-        self.queued -= sent;
-        while sent > 0 {
-            let Some(Entry::Data(front)) = self.fifo.front_mut() else {
-                break;
-            };
-            if front.len() <= sent {
-                sent -= front.len();
-                self.fifo.pop_front();
-            } else {
-                front.advance(sent);
-                sent = 0;
-            }
-        }
-        self.update();
+        out
     }
 
     fn update(&mut self) {
-        self.marks.update(self.queued);
+        self.marks.update(self.queued());
     }
 }

@@ -202,11 +202,11 @@ impl Chat {
 
     // ----- output -----
 
-    /// Queues `data` for sending, in pieces of at most
-    /// [`ac_out_buffer_size`](Chat::ac_out_buffer_size) bytes. Unlike asynchat, this does not
-    /// send by itself: the reactor sends when the current callback returns.
+    /// Queues `data` for sending; each send takes at most
+    /// [`ac_out_buffer_size`](Chat::ac_out_buffer_size) bytes of the queue. Unlike asynchat,
+    /// this does not send by itself: the reactor sends when the current callback returns.
     pub fn push(&mut self, data: impl Into<Bytes>) {
-        self.output.push(data.into(), self.out_buffer_size);
+        self.output.push(data.into());
     }
 
     /// Queues `data` followed by the current terminator (Twisted's `sendLine`). With a count
