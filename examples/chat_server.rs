@@ -125,21 +125,5 @@ fn start(address: std::net::SocketAddr) -> io::Result<Address> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let address = match support::server_address("chat_server", "127.0.0.1:8080")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail("chat_server", e),
-    };
-    let bound = match start(address) {
-        Ok(bound) => bound,
-        Err(e) => return support::fail("chat_server", e),
-    };
-    support::announce(&bound);
-    let map = asyncore::socket_map();
-    let served = map.run_until(support::signal()).await;
-    match served.and(map.shutdown(support::GRACE).await) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => support::fail("chat_server", e),
-    }
+    support::serve("chat_server", "127.0.0.1:8080", start).await
 }

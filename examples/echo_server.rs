@@ -138,22 +138,6 @@ impl Dispatcher for EchoServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let address = match support::server_address("echo_server", "127.0.0.1:8080")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail("echo_server", e),
-    };
-    let bound = match EchoServer::start(address) {
-        Ok(bound) => bound,
-        Err(e) => return support::fail("echo_server", e),
-    };
-    support::announce(&bound);
-    let map = asyncore::socket_map();
     // Serve until a signal, then give every handler a moment to send back what it owes.
-    let served = map.run_until(support::signal()).await;
-    match served.and(map.shutdown(support::GRACE).await) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => support::fail("echo_server", e),
-    }
+    support::serve("echo_server", "127.0.0.1:8080", EchoServer::start).await
 }

@@ -379,12 +379,6 @@ fn start(address: std::net::SocketAddr, store: Store) -> io::Result<Address> {
 
 fn main() -> ExitCode {
     support::init_tracing();
-    let address = match support::server_address("kv_server", "127.0.0.1:8080")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail("kv_server", e),
-    };
     // Worker threads for the store and the watchers' pushes; the map runs on this thread,
     // inside `block_on`, where its `!Send` dispatchers may live.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -395,17 +389,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return support::fail("kv_server", e),
     };
-    runtime.block_on(async {
-        let bound = match start(address, Store::spawn()) {
-            Ok(bound) => bound,
-            Err(e) => return support::fail("kv_server", e),
-        };
-        support::announce(&bound);
-        let map = asyncore::socket_map();
-        let served = map.run_until(support::signal()).await;
-        match served.and(map.shutdown(support::GRACE).await) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => support::fail("kv_server", e),
-        }
-    })
+    runtime.block_on(support::serve("kv_server", "127.0.0.1:8080", |address| {
+        start(address, Store::spawn())
+    }))
 }

@@ -73,20 +73,10 @@ impl Dispatcher for EchoServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let address = match support::server_address("migration_step2_dispatchers", "127.0.0.1:8080")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail("migration_step2_dispatchers", e),
-    };
-    match EchoServer::start(address) {
-        Ok(bound) => support::announce(bound),
-        Err(e) => return support::fail("migration_step2_dispatchers", e),
-    }
-    let map = asyncore::socket_map();
-    let served = map.run_until(support::signal()).await;
-    match served.and(map.shutdown(support::GRACE).await) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => support::fail("migration_step2_dispatchers", e),
-    }
+    support::serve(
+        "migration_step2_dispatchers",
+        "127.0.0.1:8080",
+        EchoServer::start,
+    )
+    .await
 }

@@ -44,23 +44,13 @@ impl Dispatcher for EchoHandler {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    support::init_tracing();
-    let address = match support::server_address("migration_step3_mixed", "127.0.0.1:8080")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail("migration_step3_mixed", e),
-    };
-    let listener = match TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(e) => return support::fail("migration_step3_mixed", format!("bind {address}: {e}")),
-    };
-    match listener.local_addr() {
-        Ok(bound) => support::announce(bound),
-        Err(e) => return support::fail("migration_step3_mixed", e),
-    }
+/// The native accept loop: a member of the map, stopped by its shutdown token.
+fn start(address: std::net::SocketAddr) -> io::Result<std::net::SocketAddr> {
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| io::Error::new(e.kind(), format!("bind {address}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
+    let bound = listener.local_addr()?;
     let map = asyncore::socket_map();
     let members = map.clone();
     let stop = map.shutdown_token();
@@ -83,9 +73,11 @@ async fn main() -> ExitCode {
             }
         }
     });
-    let served = map.run_until(support::signal()).await;
-    match served.and(map.shutdown(support::GRACE).await) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => support::fail("migration_step3_mixed", e),
-    }
+    Ok(bound)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    support::init_tracing();
+    support::serve("migration_step3_mixed", "127.0.0.1:8080", start).await
 }

@@ -206,22 +206,5 @@ impl ChatHandler for SmtpChannel {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let address = match support::server_address(PROGRAM, "127.0.0.1:8025")
-        .and_then(|a| support::parse_inet(&a))
-    {
-        Ok(address) => address,
-        Err(e) => return support::fail(PROGRAM, e),
-    };
-    let bound = match SmtpServer::start(address) {
-        Ok(bound) => bound,
-        Err(e) => return support::fail(PROGRAM, e),
-    };
-    support::announce(&bound);
-    let map = asyncore::socket_map();
-    let served = map.run_until(support::signal()).await;
-    let _ = io::stdout().flush();
-    match served.and(map.shutdown(support::GRACE).await) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => support::fail(PROGRAM, e),
-    }
+    support::serve(PROGRAM, "127.0.0.1:8025", SmtpServer::start).await
 }

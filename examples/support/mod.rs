@@ -5,6 +5,7 @@
 
 use std::fmt::Display;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it.
@@ -66,5 +67,32 @@ pub async fn signal() {
     if let Err(e) = asyncore::shutdown_signal().await {
         tracing::error!("cannot watch for signals: {e}");
         std::future::pending::<()>().await;
+    }
+}
+
+/// A server's whole life on this thread's default map, as the contract wants it: the `[ADDR]`
+/// argument (`default` without one), `start` (which binds, listens and adds its listener and
+/// returns the bound address), the `listening on` line, service until SIGINT or SIGTERM, then a
+/// graceful shutdown. Any error is one line on stderr and a failing exit code.
+pub async fn serve<A: Display>(
+    program: &str,
+    default: &str,
+    start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
+) -> ExitCode {
+    let address = match server_address(program, default).and_then(|a| parse_inet(&a)) {
+        Ok(address) => address,
+        Err(e) => return fail(program, e),
+    };
+    match start(address) {
+        Ok(bound) => announce(bound),
+        Err(e) => return fail(program, e),
+    }
+    let map = asyncore::socket_map();
+    let served = map.run_until(signal()).await;
+    let result = served.and(map.shutdown(GRACE).await);
+    let _ = std::io::stdout().flush(); // what the handlers printed
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(program, e),
     }
 }
