@@ -46,7 +46,7 @@ mod file;
 mod urgent;
 
 pub(crate) use datagram::Datagram;
-pub(crate) use file::{set_nonblocking, FileIo};
+pub(crate) use file::FileIo;
 pub(crate) use urgent::UrgentWatch;
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
@@ -62,6 +62,13 @@ const EDGE_TRIGGERED: bool = cfg!(any(
     target_os = "macos",
     target_os = "ios",
 ));
+
+/// Whether a transfer of `n` bytes out of `asked` proves the descriptor drained (a read) or
+/// full (a write), so that Tokio's cached readiness can be forgotten at once (see
+/// `Stream::after_read`; file channels apply it to pipes).
+pub(crate) fn short_transfer(n: usize, asked: usize) -> bool {
+    EDGE_TRIGGERED && 0 < n && n < asked
+}
 
 /// How long a listener pauses after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -221,14 +228,14 @@ impl Stream {
     /// Not for a stream watched for urgent data (`short_read_drains` false): a read stops
     /// short at the urgent mark with more data behind it.
     fn after_read(&self, n: usize, asked: usize, short_read_drains: bool) {
-        if EDGE_TRIGGERED && short_read_drains && 0 < n && n < asked {
+        if short_read_drains && short_transfer(n, asked) {
             self.clear(tokio::io::Interest::READABLE);
         }
     }
 
     /// A short write means the send buffer is full: the same reasoning as `after_read`.
     fn after_write(&self, n: usize, asked: usize) {
-        if EDGE_TRIGGERED && 0 < n && n < asked {
+        if short_transfer(n, asked) {
             self.clear(tokio::io::Interest::WRITABLE);
         }
     }

@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::{require_runtime, Channel};
 use crate::address::Family;
 use crate::error::context;
-use crate::io::{set_nonblocking, FileIo, Io};
+use crate::io::{FileIo, Io};
 
 impl Channel {
     /// Wraps a file descriptor: asyncore's `file_dispatcher(fd)`. The descriptor is duplicated
@@ -107,7 +107,11 @@ impl Channel {
     /// As for `from_fd`.
     pub fn from_owned_fd(fd: OwnedFd) -> io::Result<Channel> {
         require_runtime("from_fd")?;
-        set_nonblocking(&fd).map_err(|e| context(e, "set O_NONBLOCK"))?;
+        // On the open file description, shared with every duplicate. socket2's
+        // `set_nonblocking` is `fcntl(F_SETFL, .. | O_NONBLOCK)`, good for any descriptor.
+        socket2::SockRef::from(&fd)
+            .set_nonblocking(true)
+            .map_err(|e| context(e, "set O_NONBLOCK"))?;
         let file =
             FileIo::register(fd).map_err(|e| context(e, "register descriptor with Tokio"))?;
         let mut channel = Channel::with_io(Family::Unix, Io::File(file));

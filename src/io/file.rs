@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use bytes::BufMut;
 use tokio::io::unix::AsyncFd;
 
+use super::short_transfer;
 use crate::event::{Interest, Ready};
 
 pub(crate) struct FileIo {
@@ -113,7 +114,7 @@ impl FileIo {
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
         let asked = buf.chunk_mut().len();
         let n = self.io(tokio::io::Interest::READABLE, |file| read_buf(file, buf))?;
-        if self.fifo && 0 < n && n < asked {
+        if self.fifo && short_transfer(n, asked) {
             self.clear(tokio::io::Interest::READABLE);
         }
         Ok(n)
@@ -121,7 +122,7 @@ impl FileIo {
 
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.io(tokio::io::Interest::READABLE, |mut file| file.read(buf))?;
-        if self.fifo && 0 < n && n < buf.len() {
+        if self.fifo && short_transfer(n, buf.len()) {
             self.clear(tokio::io::Interest::READABLE);
         }
         Ok(n)
@@ -129,7 +130,7 @@ impl FileIo {
 
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
         let n = self.io(tokio::io::Interest::WRITABLE, |mut file| file.write(data))?;
-        if self.fifo && 0 < n && n < data.len() {
+        if self.fifo && short_transfer(n, data.len()) {
             self.clear(tokio::io::Interest::WRITABLE);
         }
         Ok(n)
@@ -203,23 +204,4 @@ fn read_buf<B: BufMut>(file: &File, buf: &mut B) -> io::Result<usize> {
     // SAFETY: `read(2)` initialised exactly the first `n` bytes of the chunk.
     unsafe { buf.advance_mut(n) };
     Ok(n)
-}
-
-/// Sets `O_NONBLOCK` on the open file description behind `fd` (shared with every duplicate).
-#[allow(unsafe_code)]
-pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: `fcntl` with `F_GETFL`/`F_SETFL` takes and returns integers only; `raw` is an
-    // open descriptor owned by `fd` for the duration of the calls.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
