@@ -43,6 +43,7 @@ use crate::event::{Interest, Ready};
 
 mod datagram;
 mod file;
+mod latch;
 mod urgent;
 
 pub(crate) use datagram::Datagram;

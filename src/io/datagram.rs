@@ -16,25 +16,22 @@
 //! `MSG_TRUNC`, so the channel detects truncation by offering one byte more than it was asked
 //! for (see `Channel::recvfrom`).
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Context;
 
 use bytes::BufMut;
 use tokio::net::{UdpSocket, UnixDatagram};
 
+use super::latch::Latch;
 use crate::address::Address;
 use crate::event::{Interest, Ready};
 
 pub(crate) struct Datagram {
     socket: Socket,
-    /// Waits for Tokio's `ERROR` readiness (made when first needed, dropped when it fires).
-    error_wait: Option<Pin<Box<dyn Future<Output = ()>>>>,
-    /// `ERROR` readiness was seen and the error not yet collected by a receive.
-    error_ready: bool,
+    /// Tokio's `ERROR` readiness, seen and not yet collected by a receive.
+    error: Latch,
 }
 
 /// Shared with the error waiter, which needs a socket of its own to await.
@@ -57,8 +54,7 @@ impl Datagram {
     fn new(socket: Socket) -> Datagram {
         Datagram {
             socket,
-            error_wait: None,
-            error_ready: false,
+            error: Latch::default(),
         }
     }
 
@@ -89,35 +85,30 @@ impl Datagram {
 
     /// Whether a socket error is pending; registers for a wake-up when there is none.
     fn poll_error(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.error_ready {
-            return true;
-        }
-        let wait = self.error_wait.get_or_insert_with(|| match &self.socket {
+        let socket = &self.socket;
+        self.error.poll(cx, || match socket {
             Udp(s) => {
                 let s = Rc::clone(s);
                 Box::pin(async move {
+                    // An `Err` (the runtime shutting down) counts as seen: the receive reports it.
                     let _ = s.ready(tokio::io::Interest::ERROR).await;
+                    true
                 })
             }
             Unix(s) => {
                 let s = Rc::clone(s);
                 Box::pin(async move {
                     let _ = s.ready(tokio::io::Interest::ERROR).await;
+                    true
                 })
             }
-        });
-        if wait.as_mut().poll(cx).is_pending() {
-            return false;
-        }
-        self.error_wait = None;
-        self.error_ready = true;
-        true
+        })
     }
 
     /// The pending socket error, if `ERROR` readiness was seen: collected (`SO_ERROR`), and the
     /// readiness cleared so that the next error wakes the channel again.
     pub(crate) fn take_pending_error(&mut self) -> Option<io::Error> {
-        if !std::mem::take(&mut self.error_ready) {
+        if !self.error.take() {
             return None;
         }
         let error = self.take_error().unwrap_or_else(Some);

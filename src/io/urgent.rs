@@ -18,27 +18,19 @@
 //! "read closed" and no `PRIORITY`, and the watch stops (the stream's own readiness reports
 //! the close).
 
-use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Context;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use super::latch::Latch;
+
 pub(crate) struct UrgentWatch {
     fd: Rc<AsyncFd<OwnedFd>>,
-    wait: Option<Pin<Box<dyn Future<Output = Seen>>>>,
-    pending: bool,
-    /// The peer closed (or the runtime is shutting down): nothing more to watch for.
-    finished: bool,
-}
-
-enum Seen {
-    Urgent,
-    Finished,
+    urgent: Latch,
 }
 
 impl UrgentWatch {
@@ -47,65 +39,40 @@ impl UrgentWatch {
         let duplicate = socket.as_fd().try_clone_to_owned()?;
         Ok(UrgentWatch {
             fd: Rc::new(register(duplicate)?),
-            wait: None,
-            pending: false,
-            finished: false,
+            urgent: Latch::default(),
         })
     }
 
     /// Whether urgent data is pending; registers the task for a wake-up when it is not.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.pending {
-            return true;
-        }
-        if self.finished {
-            return false;
-        }
-        let wait = self.wait.get_or_insert_with(|| {
-            let fd = Rc::clone(&self.fd);
-            Box::pin(wait_urgent(fd))
-        });
-        let Some(seen) = poll_once(wait, cx) else {
-            return false;
-        };
-        self.wait = None;
-        match seen {
-            Seen::Urgent => self.pending = true,
-            Seen::Finished => self.finished = true,
-        }
-        self.pending
+        let fd = &self.fd;
+        self.urgent
+            .poll(cx, || Box::pin(wait_urgent(Rc::clone(fd))))
     }
 
     /// Takes the pending urgent event, if any.
     pub(crate) fn take(&mut self) -> bool {
-        std::mem::take(&mut self.pending)
-    }
-}
-
-fn poll_once<T>(future: &mut Pin<Box<dyn Future<Output = T>>>, cx: &mut Context<'_>) -> Option<T> {
-    match future.as_mut().poll(cx) {
-        std::task::Poll::Ready(value) => Some(value),
-        std::task::Poll::Pending => None,
+        self.urgent.take()
     }
 }
 
 /// Waits for `PRIORITY` readiness and clears it.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-async fn wait_urgent(fd: Rc<AsyncFd<OwnedFd>>) -> Seen {
+async fn wait_urgent(fd: Rc<AsyncFd<OwnedFd>>) -> bool {
     let Ok(mut guard) = fd.ready(Interest::PRIORITY).await else {
-        return Seen::Finished;
+        return false;
     };
     if guard.ready().is_priority() {
         guard.clear_ready_matching(tokio::io::Ready::PRIORITY);
-        Seen::Urgent
+        true
     } else {
-        Seen::Finished
+        false
     }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-async fn wait_urgent(_: Rc<AsyncFd<OwnedFd>>) -> Seen {
-    Seen::Finished
+async fn wait_urgent(_: Rc<AsyncFd<OwnedFd>>) -> bool {
+    false
 }
 
 /// Tokio offers `PRIORITY` interest on Linux and Android only.
