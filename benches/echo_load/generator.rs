@@ -232,13 +232,15 @@ pub(crate) async fn idle_memory(server: &Server, conns: usize) -> io::Result<f64
 }
 
 /// One counted window: every connection (or worker) does `warmup` rounds, the counters are
-/// zeroed, every connection does `measured` rounds, the counters are dumped. Returns the
-/// messages (connections) of the window and the instructions the server spent on them.
+/// zeroed, every connection does `measured` rounds (each followed by `pause`, if any), the
+/// counters are dumped. Returns the messages (connections) of the window and the instructions
+/// the server spent on them.
 pub(crate) async fn counted(
     server: &Server,
     point: Point,
     warmup: usize,
     measured: usize,
+    pause: Option<Duration>,
 ) -> io::Result<(usize, u64)> {
     let local = tokio::task::LocalSet::new();
     local
@@ -266,6 +268,9 @@ pub(crate) async fn counted(
                     barrier.wait().await; // counters zeroed
                     for _ in 0..measured {
                         step(stream.as_mut(), address, &mut message).await?;
+                        if let Some(pause) = pause {
+                            tokio::time::sleep(pause).await;
+                        }
                     }
                     barrier.wait().await; // done
                     io::Result::Ok(())

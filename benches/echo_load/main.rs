@@ -6,6 +6,7 @@
 //! cargo bench --bench echo_load -- quick        # 1 short round of each point (smoke run)
 //! cargo bench --bench echo_load -- callgrind    # user-space instructions per message
 //! cargo bench --bench echo_load -- c64 connect  # only the points whose names contain these
+//! cargo bench --bench echo_load -- callgrind unpaced  # C=1 without the pause (see below)
 //! ```
 //!
 //! What runs where: the two servers are child processes (the release builds of the examples,
@@ -27,6 +28,14 @@
 //! (`callgrind_control -z`) when the window opens, dumps them (`-d`) when it closes, and divides
 //! the instructions by the messages (or connections) of the window: a figure that does not
 //! drift with whatever else the machine is doing.
+//!
+//! At C=1 the callgrind generator pauses 1 ms after each echo, so that the server has finished
+//! with one message and waits in `epoll_wait` before the next arrives: one wake-up per
+//! message, as in the wall-clock mode, where server and generator share CPU 0 and take turns.
+//! Without the pause (`unpaced`) valgrind's 50-fold slowdown lets the generator, running at
+//! full speed, queue the next message while the server is still busy with the last; whether a
+//! server then skips its wait depends on the size of its reads, and the native figure for
+//! 64 KiB moves between about 1000 and 1800 instructions from run to run.
 
 mod generator;
 mod server;
@@ -54,10 +63,11 @@ fn main() {
     let filters: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| !matches!(*a, "quick" | "callgrind"))
+        .filter(|a| !matches!(*a, "quick" | "callgrind" | "unpaced"))
         .collect();
     let result = if callgrind {
-        instructions(quick, &filters)
+        let paced = !args.iter().any(|a| a == "unpaced");
+        instructions(quick, paced, &filters)
     } else {
         load(quick, &filters)
     };
@@ -166,7 +176,10 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Callgrind mode: user-space instructions per message
 
-fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
+/// The callgrind generator's pause after each echo at C=1 (see the module docs).
+const PAUSE: Duration = Duration::from_millis(1);
+
+fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
     let scale = if quick { 1 } else { 4 };
     // (point, warm-up rounds per connection, measured rounds per connection): every echo point
     // of the wall-clock table, with fewer rounds for 64 KiB messages (valgrind is slow).
@@ -190,19 +203,25 @@ fn instructions(quick: bool, filters: &[&str]) -> io::Result<()> {
         .iter()
         .map(|name| Server::start(name, Some(&out)))
         .collect::<io::Result<_>>()?;
+    let pace = if paced {
+        "a 1 ms pause after each echo"
+    } else {
+        "no pause"
+    };
     let mut text = format!(
         "echo_load callgrind: user-space instructions of the server per message (connect: per \
-         connection), {rounds} round(s); ratio = crate / native\n\n\
+         connection), {rounds} round(s), C=1 with {pace}; ratio = crate / native\n\n\
          | point | messages | echo_server | native_echo_server | ratio |\n|---|---|---|---|---|\n"
     );
     for (point, warmup, measured) in points.iter().filter(|(p, ..)| selected(p, filters)) {
         pin_all(point, &servers, "0")?;
+        let pause = (paced && point.pinned()).then_some(PAUSE);
         let mut per_message = [Vec::new(), Vec::new()];
         let mut messages = 0;
         for _ in 0..rounds {
             for (i, server) in servers.iter().enumerate() {
                 let (n, instructions) =
-                    runtime.block_on(counted(server, *point, *warmup, *measured))?;
+                    runtime.block_on(counted(server, *point, *warmup, *measured, pause))?;
                 messages = n;
                 per_message[i].push(instructions as f64 / n as f64);
             }
