@@ -525,8 +525,8 @@ impl Channel {
     }
 
     /// Asks the reactor to run `handle_close` once the current callback returns (at most once
-    /// per channel, as always). This is what the default
-    /// [`handle_read_eof`](crate::Dispatcher::handle_read_eof) does.
+    /// per channel, as always; once it has run, this closes the channel instead). This is what
+    /// the default [`handle_read_eof`](crate::Dispatcher::handle_read_eof) does.
     pub fn request_close(&mut self) {
         self.close_pending = true;
     }

@@ -169,6 +169,11 @@ pub trait Dispatcher: Any {
 
     /// The peer closed the connection, or a disconnect error occurred. Runs at most once per
     /// channel. Default: logs "unhandled close event", then [`Channel::close`].
+    ///
+    /// It may leave the channel open, to flush a last reply (asynchat's `close_when_done`, or a
+    /// later [`Channel::request_close`]); the next close asked for, or a disconnect, then closes
+    /// the channel without calling `handle_close` again. asyncore calls `handle_close` again
+    /// in that case.
     fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
         unhandled(channel, "unhandled close event");
         channel.close();

@@ -13,8 +13,9 @@
 //!
 //! Error routing, for every callback, follows asyncore's `readwrite`: `WouldBlock` is dropped,
 //! [`ExitNow`] stops the map, a disconnect becomes `handle_close`, anything else (a panic too)
-//! becomes `handle_error`. `handle_close` runs at most once per channel, and no callback runs on
-//! a closed channel.
+//! becomes `handle_error`. `handle_close` runs at most once per channel; a close asked for after
+//! it ran (a disconnect, [`Channel::request_close`], asynchat's `close_when_done`) closes the
+//! channel without it. No callback runs on a closed channel.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -403,8 +404,15 @@ impl Entry {
         }
         if ch.close_pending {
             ch.close_pending = false;
-            if !ch.is_closed() && !self.close_notified.replace(true) {
-                self.call(d, ch, Event::Close, record, |d, ch| d.handle_close(ch));
+            if !ch.is_closed() {
+                if self.close_notified.replace(true) {
+                    // `handle_close` ran and left the channel open (to flush a goodbye, say);
+                    // the next close asked for, or a disconnect, is the end: there is no second
+                    // `handle_close` to leave it to, and a channel nobody closes would leak.
+                    ch.close();
+                } else {
+                    self.call(d, ch, Event::Close, record, |d, ch| d.handle_close(ch));
+                }
             }
         }
         if self.close_requested.take() {

@@ -289,7 +289,9 @@ impl Map {
 
     /// Shuts the map down gracefully: cancels the [`shutdown_token`](Map::shutdown_token), asks
     /// every channel to close by running its `handle_close` (once, as always; a dispatcher with
-    /// queued output can flush before it calls `close`), runs the map until it is empty or
+    /// queued output can leave the channel open and flush it first, then `close`, or ask for
+    /// the close with [`Chat::close_when_done`](crate::chat::Chat::close_when_done) or
+    /// [`Channel::request_close`]), runs the map until it is empty or
     /// `grace` has passed, then closes whatever is left ([`close_all`](Map::close_all)).
     ///
     /// # Errors

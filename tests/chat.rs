@@ -361,6 +361,53 @@ fn close_when_done_sends_everything_then_closes() {
     assert!(seen.left.borrow().is_some(), "handle_close ran");
 }
 
+/// A graceful shutdown asks for handle_close; a handler that answers with a goodbye larger
+/// than the socket holds and `close_when_done` gets it all to a peer that starts reading late,
+/// then the channel closes by itself (without a second handle_close), well before the grace
+/// period would have closed it.
+#[test]
+fn goodbye_from_handle_close_reaches_a_slow_reader() {
+    struct Farewell(Rc<Cell<usize>>);
+    impl ChatHandler for Farewell {
+        fn found_terminator(&mut self, _: &mut Chat, _: &mut Channel) -> io::Result<()> {
+            Ok(())
+        }
+        fn handle_close(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
+            self.0.set(self.0.get() + 1);
+            chat.push(goodbye());
+            chat.close_when_done();
+            Ok(())
+        }
+    }
+    fn goodbye() -> Vec<u8> {
+        (0..1_000_000u32).map(|i| (i % 251) as u8).collect()
+    }
+    let closes = Rc::new(Cell::new(0));
+    let received = block_on(async {
+        let map = Map::new();
+        let (ours, mut peer) = socket_pair();
+        map.add(ours, AsyncChat::new(Farewell(closes.clone()), b"\n"))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut all = Vec::new();
+            io::Read::read_to_end(&mut peer, &mut all).map(|_| all)
+        });
+        // A grace period beyond the test's bound: only the channel closing itself ends this.
+        map.shutdown(util::LIMIT * 2).await.unwrap();
+        tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    });
+    assert_eq!(closes.get(), 1);
+    assert!(
+        received == goodbye(),
+        "peer got {} bytes of a 1000000-byte goodbye",
+        received.len()
+    );
+}
+
 /// test_push (B84): a buffer larger than ac_out_buffer_size is sent in pieces, in order; a
 /// huge record arrives whole with a raised record limit.
 #[test]

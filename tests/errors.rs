@@ -259,6 +259,87 @@ fn handle_close_runs_at_most_once() {
     });
 }
 
+/// A handle_close that leaves the channel open to say goodbye: the close it asks for next
+/// closes the channel (no second handle_close), after the goodbye has gone out.
+#[test]
+fn a_close_asked_for_after_handle_close_closes_the_channel() {
+    struct Goodbye {
+        log: Log,
+        owed: &'static [u8],
+    }
+    impl Dispatcher for Goodbye {
+        fn readable(&self, _: &Channel) -> bool {
+            self.owed.is_empty()
+        }
+        fn writable(&self, _: &Channel) -> bool {
+            !self.owed.is_empty()
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            channel.recv(100)?;
+            Ok(())
+        }
+        fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+            self.log.push("write");
+            let sent = channel.send(self.owed)?;
+            self.owed = &self.owed[sent..];
+            if self.owed.is_empty() {
+                channel.request_close();
+            }
+            Ok(())
+        }
+        fn handle_close(&mut self, _: &mut Channel) -> io::Result<()> {
+            self.log.push("close");
+            self.owed = b"bye";
+            Ok(())
+        }
+    }
+    block_on(async {
+        let map = Map::new();
+        let log = Log::default();
+        let (a, mut peer) = socket_pair();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let goodbye = Goodbye {
+            log: log.clone(),
+            owed: b"",
+        };
+        map.add(a, goodbye).unwrap();
+        map.run().await.unwrap(); // returns only once the channel has closed itself
+        assert_eq!(log.entries(), ["close", "write"]);
+        let mut received = Vec::new();
+        io::Read::read_to_end(&mut peer, &mut received).unwrap();
+        assert_eq!(received, b"bye");
+    });
+}
+
+/// A disconnect after handle_close (which left the channel open) closes the channel instead of
+/// leaving a writer that fails forever.
+#[test]
+fn a_disconnect_after_handle_close_closes_the_channel() {
+    struct KeepsWriting(Log);
+    impl Dispatcher for KeepsWriting {
+        fn readable(&self, _: &Channel) -> bool {
+            false
+        }
+        fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+            channel.send(b"anyone there?")?;
+            Ok(())
+        }
+        fn handle_close(&mut self, _: &mut Channel) -> io::Result<()> {
+            self.0.push("close");
+            Ok(())
+        }
+    }
+    block_on(async {
+        let map = Map::new();
+        let log = Log::default();
+        let (a, peer) = socket_pair();
+        drop(peer);
+        map.add(a, KeepsWriting(log.clone())).unwrap();
+        map.run().await.unwrap();
+        assert_eq!(log.entries(), ["close"]);
+    });
+}
+
 /// The busy-writer trap (default `writable()` with nothing to write): the rest of the thread
 /// still runs, and the reactor says which channel spins, once, not once per pass.
 #[test]

@@ -189,14 +189,15 @@ impl ChatHandler for SmtpChannel {
             .map()
             .is_some_and(|map| map.shutdown_token().is_cancelled());
         if shutting_down && !self.closing {
-            // The server is stopping (a signal): say so, as RFC 5321 asks. This is the
-            // channel's one handle_close, so there is no later turn to close in: one send
-            // attempt, which a reading client's socket always has room for, then close.
+            // The server is stopping (a signal): say so, as RFC 5321 asks, after the replies
+            // still queued, and close once the client has taken it all (or when the grace
+            // period ends). Meanwhile the session ignores what the client sends, but keeps
+            // reading it: a socket closed with unread input resets the connection, and the
+            // reset can discard the 421 before the client reads it.
             let reply = self.session.shutting_down();
             push(chat, reply);
-            if let Err(e) = chat.initiate_send(channel) {
-                debug!("cannot send 421: {e}");
-            }
+            chat.close_when_done();
+            return Ok(());
         }
         channel.close();
         Ok(())

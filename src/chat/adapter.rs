@@ -52,6 +52,10 @@ pub trait ChatHandler: 'static {
 
     /// The connection closed, or `close_when_done`'s turn came. Default: close the channel
     /// (asynchat's `handle_close` is `close()`, without a log line).
+    ///
+    /// Runs at most once. To say goodbye from here, push the last reply and call
+    /// [`Chat::close_when_done`] instead of closing: the reply is sent as the peer takes it,
+    /// and then the channel closes without a second `handle_close`.
     fn handle_close(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let _ = chat;
         channel.close();
