@@ -411,8 +411,10 @@ impl Map {
         let result = inner
             .local
             .run_until(poll_fn(|cx| {
-                if let Some(error) = inner.take_exit() {
-                    return Poll::Ready(Err(error));
+                if inner.flags.exiting.get() {
+                    if let Some(error) = inner.take_exit() {
+                        return Poll::Ready(Err(error));
+                    }
                 }
                 if until_empty && inner.is_empty() {
                     return Poll::Ready(Ok(false));
@@ -428,10 +430,11 @@ impl Map {
                 // `stop`'s waker keeps this task's waker until it fires (which takes it), so it
                 // is registered again only when the waker changed or it fired: not on every one
                 // of the map's wake-ups.
-                if !known || stop_waker.woken.load(Ordering::Acquire) {
+                let fired = stop_waker.woken.swap(false, Ordering::AcqRel);
+                if !known || fired {
                     stop_waker.run.register(cx.waker());
                 }
-                if stop_waker.woken.swap(false, Ordering::AcqRel) {
+                if fired {
                     let waker = futures::task::waker_ref(&stop_waker);
                     if stop
                         .as_mut()
