@@ -406,6 +406,7 @@ impl Channel {
     ///
     /// # Errors
     /// `NotConnected` on a closed channel; any other send error, with context.
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write(data),
@@ -431,6 +432,7 @@ impl Channel {
         self.sent(result)
     }
 
+    #[inline]
     fn sent(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         match result {
             Ok(n) => Ok(n),
@@ -464,6 +466,7 @@ impl Channel {
     /// On a datagram channel, `recv` takes one datagram (empty `Bytes` for an empty datagram,
     /// never end of file), and a datagram longer than `max` is an `InvalidData` error, not a
     /// silently shortened datagram; see [`recvfrom`](Channel::recvfrom).
+    #[inline]
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
         if let Io::Datagram(_) = self.io {
             return self.receive_datagram(max, false).map(|(data, _)| data);
@@ -505,6 +508,7 @@ impl Channel {
         self.received(result)
     }
 
+    #[inline]
     fn received(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         self.progress = true;
         match result {

@@ -67,6 +67,7 @@ const EDGE_TRIGGERED: bool = cfg!(any(
 /// Whether a transfer of `n` bytes out of `asked` proves the descriptor drained (a read) or
 /// full (a write), so that Tokio's cached readiness can be forgotten at once (see
 /// `Stream::after_read`; file channels apply it to pipes).
+#[inline]
 pub(crate) fn short_transfer(n: usize, asked: usize) -> bool {
     EDGE_TRIGGERED && 0 < n && n < asked
 }
@@ -103,6 +104,7 @@ enum ListenerSocket {
 
 impl Io {
     /// Polls for the readiness `want` asks for; `Pending` registers the task for a wake-up.
+    #[inline]
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
         let ready = match self {
             Io::Stream(stream) => stream.poll_ready(cx, want),
@@ -151,6 +153,7 @@ impl Io {
 }
 
 impl Stream {
+    #[inline]
     fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // An `Err` here means the runtime is shutting down; report readiness so that the next
         // operation surfaces the error to the dispatcher instead of the channel hanging.
@@ -200,6 +203,7 @@ impl Stream {
         Ok(n)
     }
 
+    #[inline]
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         let n = match self {
             Stream::Tcp(s) => s.try_write(buf),
@@ -228,6 +232,7 @@ impl Stream {
     ///
     /// Not for a stream watched for urgent data (`short_read_drains` false): a read stops
     /// short at the urgent mark with more data behind it.
+    #[inline]
     fn after_read(&self, n: usize, asked: usize, short_read_drains: bool) {
         if short_read_drains && short_transfer(n, asked) {
             self.clear(tokio::io::Interest::READABLE);
@@ -235,6 +240,7 @@ impl Stream {
     }
 
     /// A short write means the send buffer is full: the same reasoning as `after_read`.
+    #[inline]
     fn after_write(&self, n: usize, asked: usize) {
         if short_transfer(n, asked) {
             self.clear(tokio::io::Interest::WRITABLE);

@@ -109,6 +109,7 @@ impl Channel {
 
     /// Polls the socket for `want`, and a watched channel for urgent data too while it waits
     /// for anything (asyncore's `select` puts every socket it waits on in the `e` set).
+    #[inline]
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
         let polled = self.io.poll_ready(cx, want);
         let Some(watch) = &mut self.urgent else {
