@@ -96,10 +96,21 @@ pub struct Channel {
 /// on the shared buffer (which holds two reads).
 const RECV_LIMIT: usize = 1 << 20;
 
+/// How far reads may move into the shared receive buffer before `recv` tries to go back to its
+/// start: about what a core's L1 data cache holds.
+const RECLAIM_AFTER: usize = 32 * 1024;
+
+/// The buffer `recv` reads into, shared by the thread's channels: callbacks run one at a time,
+/// so one buffer serves them all. Each read is split off as `Bytes`; the rest stays for the next.
+#[derive(Default)]
+struct ReceiveBuffer {
+    buf: BytesMut,
+    /// The capacity of `buf`'s allocation, as seen when `buf` stood at its start.
+    allocation: usize,
+}
+
 thread_local! {
-    /// The buffer `recv` reads into, shared by the thread's channels: callbacks run one at a
-    /// time, so one buffer serves them all.
-    static RECV_BUFFER: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    static RECV_BUFFER: std::cell::RefCell<ReceiveBuffer> = std::cell::RefCell::default();
 }
 
 /// Runs `read` on the thread's shared receive buffer with room for at least `room` bytes
@@ -109,11 +120,19 @@ fn with_receive_buffer<T>(
     read: impl FnOnce(&mut bytes::buf::Limit<&mut BytesMut>) -> io::Result<T>,
 ) -> io::Result<(Bytes, T)> {
     let room = room.min(RECV_LIMIT);
-    RECV_BUFFER.with_borrow_mut(|buf| {
+    RECV_BUFFER.with_borrow_mut(|ReceiveBuffer { buf, allocation }| {
+        if buf.capacity() + RECLAIM_AFTER < *allocation {
+            // If no `Bytes` of the earlier reads is alive any more (an echo sent, a line
+            // parsed), read at the start of the allocation again, into memory the cache still
+            // holds, as a reused buffer would, rather than walking the whole allocation. While
+            // some `Bytes` holds a part of it, this does nothing and allocates nothing.
+            let _ = buf.try_reclaim(*allocation);
+        }
         if buf.capacity() < room {
-            // Room for many reads at once: the buffer is reclaimed (or replaced, if a
-            // handler kept its last `Bytes`) once per many messages, not once per message.
+            // Room for many reads at once: a new allocation (when handlers still hold `Bytes`
+            // of this one) once per many messages, not once per message.
             buf.reserve(room.saturating_mul(2));
+            *allocation = (*allocation).max(buf.capacity());
         }
         let result = read(&mut buf.limit(room));
         let data = buf.split().freeze();
@@ -657,4 +676,43 @@ fn require_runtime(what: &str) -> io::Result<()> {
             "{what}: no Tokio runtime is running; create channels inside a runtime with I/O and time enabled"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    /// Fills the shared buffer with `n` bytes of `byte`, as a read would.
+    fn read(room: usize, n: usize, byte: u8) -> Bytes {
+        with_receive_buffer(room, |buf| {
+            buf.put_bytes(byte, n);
+            Ok(())
+        })
+        .unwrap()
+        .0
+    }
+
+    /// Reads go back to the start of the allocation once nothing holds the earlier ones (after
+    /// at most `RECLAIM_AFTER` bytes), and never while something does: what a handler keeps is
+    /// never written over.
+    #[test]
+    fn the_receive_buffer_is_reused_only_when_free() {
+        const ROOM: usize = 128 * 1024; // echo_server's reads: a buffer far larger than the walk
+        const N: usize = 4096;
+        let start = read(ROOM, N, 1).as_ptr();
+        let walk = (1..=RECLAIM_AFTER / N + 1)
+            .find(|_| read(ROOM, N, 2).as_ptr() == start)
+            .expect("reads never went back to the start of the buffer");
+        assert!(walk * N <= RECLAIM_AFTER + N, "walked {walk} reads");
+
+        // Now hold on to reads: the buffer is never reused under them.
+        let kept: Vec<Bytes> = (0..3 * ROOM / N).map(|i| read(ROOM, N, i as u8)).collect();
+        for (i, data) in kept.iter().enumerate() {
+            assert!(
+                data.iter().all(|&b| b == i as u8),
+                "read {i} was written over"
+            );
+        }
+    }
 }

@@ -121,7 +121,11 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
     let (rounds, warmup, window) = if quick {
         (1, Duration::from_millis(100), Duration::from_millis(300))
     } else {
-        (5, Duration::from_millis(300), Duration::from_secs(1))
+        (
+            rounds(5),
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        )
     };
     let mut points = Vec::new();
     for conns in [1, 64, 1000] {
@@ -171,6 +175,15 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
     }
     print!("{}", table.text);
     Ok(())
+}
+
+/// `ECHO_LOAD_ROUNDS`, or `default`: more rounds give steadier medians on a noisy machine.
+fn rounds(default: usize) -> usize {
+    std::env::var("ECHO_LOAD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------------------------
