@@ -466,10 +466,12 @@ impl Channel {
 
     /// Receives up to `max` bytes: asyncore's `recv(buffer_size)`.
     ///
-    /// Reads into spare capacity of a buffer that all channels of the thread share, so a handler
-    /// that drops the returned `Bytes` before the next `recv` reuses one allocation, nothing is
-    /// zeroed, and an idle channel holds no receive buffer at all (a handler that keeps the
-    /// `Bytes` keeps its part of that buffer alive; the next `recv` then starts a new one).
+    /// Reads into spare capacity of a buffer that all channels of the thread share: nothing is
+    /// zeroed, an idle channel holds no receive buffer at all, and when the handlers have
+    /// dropped the `Bytes` of earlier reads, reads go back to the start of that buffer, into
+    /// memory still in the cache, as with a reused buffer. A handler that keeps a `Bytes` keeps
+    /// its part of the buffer alive and intact; later reads go after it, and a new buffer is
+    /// started when that one is used up.
     /// One call reads at most 1 MiB, whatever `max` says (Python would allocate `max` bytes):
     /// like any short read, the rest comes with the next read event.
     ///
