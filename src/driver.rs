@@ -541,8 +541,13 @@ impl Entry {
     }
 
     /// Asks the channel to close the way its peer would: `handle_close`, once (graceful
-    /// shutdown). A dispatcher that owes output may flush before it closes.
+    /// shutdown). A dispatcher that owes output may flush before it closes. Nothing to do when
+    /// `handle_close` has run already: the channel is closing its own way (a goodbye on its
+    /// way out), and a second request would close it under that goodbye.
     pub(crate) fn request_close(&self) {
+        if self.close_notified.get() {
+            return;
+        }
         let Ok(mut channel) = self.channel.try_borrow_mut() else {
             self.close_requested.set(true);
             return;

@@ -361,15 +361,20 @@ fn close_when_done_sends_everything_then_closes() {
     assert!(seen.left.borrow().is_some(), "handle_close ran");
 }
 
-/// A graceful shutdown asks for handle_close; a handler that answers with a goodbye larger
-/// than the socket holds and `close_when_done` gets it all to a peer that starts reading late,
-/// then the channel closes by itself (without a second handle_close), well before the grace
-/// period would have closed it.
+/// A handler that answers handle_close with a goodbye larger than the socket holds and
+/// `close_when_done` gets it all to a peer that starts reading late, then the channel closes by
+/// itself (without a second handle_close), well before the grace period would have closed it.
+/// Twice: when the graceful shutdown is what asks for handle_close, and when the peer's end of
+/// file did, so that the shutdown finds the goodbye already on its way and must let it finish.
 #[test]
 fn goodbye_from_handle_close_reaches_a_slow_reader() {
     struct Farewell(Rc<Cell<usize>>);
     impl ChatHandler for Farewell {
         fn found_terminator(&mut self, _: &mut Chat, _: &mut Channel) -> io::Result<()> {
+            Ok(())
+        }
+        fn handle_read_eof(&mut self, _: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+            channel.request_close();
             Ok(())
         }
         fn handle_close(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
@@ -382,30 +387,46 @@ fn goodbye_from_handle_close_reaches_a_slow_reader() {
     fn goodbye() -> Vec<u8> {
         (0..1_000_000u32).map(|i| (i % 251) as u8).collect()
     }
-    let closes = Rc::new(Cell::new(0));
-    let received = block_on(async {
-        let map = Map::new();
-        let (ours, mut peer) = socket_pair();
-        map.add(ours, AsyncChat::new(Farewell(closes.clone()), b"\n"))
-            .unwrap();
-        let reader = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let mut all = Vec::new();
-            io::Read::read_to_end(&mut peer, &mut all).map(|_| all)
+    for peer_closes_first in [false, true] {
+        let closes = Rc::new(Cell::new(0));
+        let received = block_on(async {
+            let map = Map::new();
+            let (ours, mut peer) = socket_pair();
+            map.add(ours, AsyncChat::new(Farewell(closes.clone()), b"\n"))
+                .unwrap();
+            if peer_closes_first {
+                peer.shutdown(std::net::Shutdown::Write).unwrap();
+                let closes = closes.clone();
+                map.run_until(async move {
+                    while closes.get() == 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                })
+                .await
+                .unwrap();
+            }
+            // The peer starts reading only once the shutdown has begun.
+            let (go, ready) = std::sync::mpsc::channel::<()>();
+            let reader = std::thread::spawn(move || {
+                ready.recv().unwrap();
+                let mut all = Vec::new();
+                io::Read::read_to_end(&mut peer, &mut all).map(|_| all)
+            });
+            go.send(()).unwrap();
+            // A grace period beyond the test's bound: only the channel closing itself ends this.
+            map.shutdown(util::LIMIT * 2).await.unwrap();
+            tokio::task::spawn_blocking(move || reader.join().unwrap())
+                .await
+                .unwrap()
+                .unwrap()
         });
-        // A grace period beyond the test's bound: only the channel closing itself ends this.
-        map.shutdown(util::LIMIT * 2).await.unwrap();
-        tokio::task::spawn_blocking(move || reader.join().unwrap())
-            .await
-            .unwrap()
-            .unwrap()
-    });
-    assert_eq!(closes.get(), 1);
-    assert!(
-        received == goodbye(),
-        "peer got {} bytes of a 1000000-byte goodbye",
-        received.len()
-    );
+        assert_eq!(closes.get(), 1, "peer_closes_first: {peer_closes_first}");
+        assert!(
+            received == goodbye(),
+            "peer_closes_first: {peer_closes_first}: peer got {} bytes of a 1000000-byte goodbye",
+            received.len()
+        );
+    }
 }
 
 /// test_push (B84): a buffer larger than ac_out_buffer_size is sent in pieces, in order; a

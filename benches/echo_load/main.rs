@@ -217,9 +217,9 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
         .map(|name| Server::start(name, Some(&out)))
         .collect::<io::Result<_>>()?;
     let pace = if paced {
-        "a 1 ms pause after each echo"
+        format!("a {PAUSE:?} pause after each echo")
     } else {
-        "no pause"
+        "no pause".to_string()
     };
     let mut text = format!(
         "echo_load callgrind: user-space instructions of the server per message (connect: per \
