@@ -5,6 +5,7 @@ use std::io;
 
 use crate::address::Address;
 use crate::channel::Channel;
+use crate::event::InterestScope;
 
 /// The callbacks of a channel.
 ///
@@ -101,6 +102,37 @@ pub trait Dispatcher: Any {
     fn writable(&self, channel: &Channel) -> bool {
         let _ = channel;
         true
+    }
+
+    /// What `readable` and `writable` depend on, asked once when the channel joins a map.
+    /// Default: [`InterestScope::Shared`], asyncore's rule: the channel is asked again after
+    /// every batch of callbacks on the map, so a dispatcher whose `writable()` reads a buffer
+    /// that another dispatcher fills works as ported.
+    ///
+    /// Return [`InterestScope::Own`] when the answers depend only on `self` and the channel
+    /// (an echo handler, an asynchat connection fed through [`Map::with`](crate::Map::with)):
+    /// nothing is asked on other channels' behalf, and the channel costs what a native task
+    /// costs. If code outside its callbacks then changes what they read, call
+    /// [`Map::wake`](crate::Map::wake); the map notices a stale `Own` channel within a second
+    /// and says so at `WARN`.
+    ///
+    /// ```
+    /// # #![allow(dead_code)]
+    /// use asyncore::{Channel, Dispatcher, InterestScope};
+    ///
+    /// struct Echo { pending: Vec<u8> }
+    ///
+    /// impl Dispatcher for Echo {
+    ///     fn interest_scope(&self) -> InterestScope {
+    ///         InterestScope::Own // writable() reads only self.pending
+    ///     }
+    ///     fn writable(&self, _: &Channel) -> bool {
+    ///         !self.pending.is_empty()
+    ///     }
+    /// }
+    /// ```
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Shared
     }
 
     /// Data (or end of file) can be read. Default: logs "unhandled read event".

@@ -129,6 +129,32 @@ flag_set! {
     }
 }
 
+/// What a dispatcher's [`readable`](crate::Dispatcher::readable) and
+/// [`writable`](crate::Dispatcher::writable) answers depend on, and so when the reactor asks
+/// them again ([`Dispatcher::interest_scope`](crate::Dispatcher::interest_scope)).
+///
+/// asyncore asks every channel before every `select`. Asking every channel after every callback
+/// would cost time in proportion to the map's size; asking a channel only after its own
+/// callbacks leaves it waiting for the wrong thing when another dispatcher changed what it
+/// depends on (a forwarder whose output buffer the other side fills). The scope says which of
+/// the two a dispatcher needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InterestScope {
+    /// The answers may depend on state that other callbacks change (an `Rc<RefCell<_>>`
+    /// shared between dispatchers, a global): the channel is asked again after every batch of
+    /// callbacks on its map, whoever ran them, as asyncore asks before every poll. The
+    /// default, so that a port of asyncore code works unchanged. Costs one
+    /// `readable()`/`writable()` call per such channel per batch.
+    #[default]
+    Shared,
+    /// The answers depend only on the dispatcher's own fields and its channel: the channel is
+    /// asked again after its own callbacks, after [`Map::with`](crate::Map::with) and handle
+    /// calls on it, and after [`Map::wake`](crate::Map::wake) /
+    /// [`ChannelHandle::wake`](crate::ChannelHandle::wake). Nothing is asked on other channels'
+    /// behalf: the speed of a native Tokio task.
+    Own,
+}
+
 /// A callback the reactor ran, as reported by [`Pass::events`](crate::Pass::events) and traced
 /// at `TRACE` level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

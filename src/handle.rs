@@ -31,47 +31,30 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
 use crate::error::panic_error;
 use crate::event::ChannelId;
-use crate::map::{not_found, Map};
+use crate::map::{not_found, Map, Remote, Request};
 
-pub(crate) type Request = Box<dyn FnOnce(&Map) + Send>;
-
-/// The state a map shares with its handles.
-pub(crate) struct Shared {
-    requests: mpsc::UnboundedSender<Request>,
-    empty: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub(crate) fn new(requests: mpsc::UnboundedSender<Request>) -> Shared {
-        Shared {
-            requests,
-            empty: watch::Sender::new(true),
+impl Map {
+    /// A `Send + Clone` handle to this map for native tasks on any thread.
+    pub fn handle(&self) -> MapHandle {
+        MapHandle {
+            remote: Arc::clone(&self.inner().remote),
         }
-    }
-
-    pub(crate) fn set_empty(&self, empty: bool) {
-        self.empty
-            .send_if_modified(|value| std::mem::replace(value, empty) != empty);
     }
 }
 
 /// A `Send + Clone` handle to a [`Map`], for native tasks on any thread.
 #[derive(Clone)]
 pub struct MapHandle {
-    shared: Arc<Shared>,
+    remote: Arc<Remote>,
 }
 
 impl MapHandle {
-    pub(crate) fn new(shared: Arc<Shared>) -> MapHandle {
-        MapHandle { shared }
-    }
-
     /// Runs `f` with the map on the map's thread and returns its result: the general request
     /// the other methods are built on.
     ///
@@ -86,7 +69,7 @@ impl MapHandle {
         let request: Request = Box::new(move |map: &Map| {
             let _ = reply.send(f(map));
         });
-        self.shared.requests.send(request).map_err(|_| map_gone())?;
+        self.remote.send(request).map_err(|_| map_gone())?;
         answer.await.map_err(|_| map_gone())
     }
 
@@ -151,7 +134,7 @@ impl MapHandle {
                 }
             }));
         });
-        self.shared.requests.send(request).map_err(|_| map_gone())?;
+        self.remote.send(request).map_err(|_| map_gone())?;
         answer.await.map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -167,13 +150,26 @@ impl MapHandle {
 
     /// Waits until the map is empty (or gone).
     pub async fn wait_empty(&self) {
-        let mut empty = self.shared.empty.subscribe();
-        let _ = empty.wait_for(|empty| *empty).await;
+        self.remote.wait_empty().await;
     }
 
     /// Whether the map is empty right now.
     pub fn is_empty(&self) -> bool {
-        *self.shared.empty.borrow()
+        self.remote.is_empty()
+    }
+
+    /// Asks channel `id` for its interest again ([`Map::wake`]), from any thread: for a
+    /// dispatcher with [`InterestScope::Own`](crate::InterestScope::Own) whose `readable()` or
+    /// `writable()` reads state that native code changed. Does not wait; a channel that is
+    /// gone is ignored.
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the map is gone.
+    pub fn wake(&self, id: ChannelId) -> io::Result<()> {
+        let request: Request = Box::new(move |map: &Map| {
+            map.wake(id);
+        });
+        self.remote.send(request).map_err(|_| map_gone())
     }
 
     /// A handle to one channel of the map.
@@ -236,6 +232,14 @@ impl ChannelHandle {
             .await?;
         let _ = waiter.await;
         Ok(())
+    }
+
+    /// Asks the channel for its interest again ([`MapHandle::wake`]).
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the map is gone.
+    pub fn wake(&self) -> io::Result<()> {
+        self.map.wake(self.id)
     }
 
     /// Closes the channel (no `handle_close`, as [`Channel::close`]).

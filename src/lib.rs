@@ -130,6 +130,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+// The layers, from the bottom: each module knows only those above it in this list.
 mod address;
 mod byte_queue;
 mod channel;
@@ -139,8 +140,8 @@ mod driver;
 mod error;
 mod event;
 mod handle;
-mod handover;
 mod io;
+mod loop_state;
 mod map;
 mod pass;
 mod send_buffer;
@@ -148,12 +149,11 @@ mod water_marks;
 mod work;
 
 pub use address::{Address, Family, ToAddress};
-pub use channel::Channel;
+pub use channel::{Channel, NativeStream};
 pub use dispatcher::Dispatcher;
 pub use error::ExitNow;
-pub use event::{ChannelId, Event, Interest, Ready};
+pub use event::{ChannelId, Event, Interest, InterestScope, Ready};
 pub use handle::{ChannelHandle, MapHandle};
-pub use handover::NativeStream;
 pub use map::{socket_map, Map};
 pub use pass::Pass;
 pub use send_buffer::{SendBuffer, SEND_CHUNK};

@@ -7,9 +7,9 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::driver::{Entry, Phase};
+use crate::driver::{Entry, PHASES};
 use crate::event::{ChannelId, Event, Interest, Ready};
-use crate::map::MapInner;
+use crate::map::{Map, MapInner};
 
 /// What one lock-step pass did: which channel wanted what, which readiness fired, which
 /// callback ran. Returned by [`Map::poll`](crate::Map::poll); printing it with `{:#?}` is a good
@@ -35,7 +35,47 @@ pub struct Pass {
     pub slept: bool,
 }
 
-pub(crate) async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
+impl Map {
+    /// Runs at most `count` lock-step passes of at most `timeout` each: asyncore's
+    /// `loop(timeout, count=count)`. Returns early when the map empties; at once for an empty
+    /// map or `count == 0`. See [`poll`](Map::poll) for what one pass does.
+    ///
+    /// # Errors
+    /// As [`poll`](Map::poll).
+    pub async fn run_count(&self, timeout: Duration, count: usize) -> io::Result<()> {
+        for _ in 0..count {
+            if self.ids().is_empty() {
+                break;
+            }
+            self.poll(timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one lock-step pass, asyncore's `poll(timeout)`, and reports what happened in it.
+    ///
+    /// 1. Every channel, in ascending id order, is asked for its interest.
+    /// 2. If none is interested, the pass sleeps `timeout`. Otherwise it waits up to `timeout`
+    ///    until at least one wanted readiness is there, and collects all that are.
+    /// 3. It dispatches all read events, then all write events, then all urgent events, each
+    ///    in ascending id order, one callback at a time. A channel closed earlier in the pass
+    ///    gets no more events; channels added during the pass join at the next one.
+    ///
+    /// Native tasks spawned on the map and requests from handles keep running during the pass;
+    /// channel tasks wait.
+    ///
+    /// # Errors
+    /// The [`ExitNow`](crate::ExitNow) a callback returned (the rest of the pass is skipped), or
+    /// `Other` if the map is already running.
+    pub async fn poll(&self, timeout: Duration) -> io::Result<Pass> {
+        let inner = self.inner();
+        let _running = inner.start()?;
+        inner.state.set_paused(true);
+        inner.run_tasks(run_pass(inner, timeout)).await
+    }
+}
+
+async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     let mut pass = Pass::default();
     let entries = map.snapshot();
     if entries.is_empty() {
@@ -78,10 +118,10 @@ pub(crate) async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pa
         .unwrap_or_default();
     pass.ready = ready.iter().map(|(entry, _, r)| (entry.id, *r)).collect();
     let mut events = Vec::new();
-    for phase in [Phase::Read, Phase::Write, Phase::Expt] {
+    for phase in PHASES {
         for (entry, want, r) in &ready {
             entry.phase_event(phase, *r, *want, &mut Some(&mut events));
-            if let Some(error) = map.take_exit() {
+            if let Some(error) = map.state.take_exit() {
                 return Err(error);
             }
         }

@@ -20,7 +20,8 @@
 //!
 //! Deadlines and completions are served while the map runs freely ([`Map::run`](crate::Map::run));
 //! during lock-step passes completions still run (between the pass's dispatch steps, as
-//! requests from handles do), deadlines wait for the next free run.
+//! requests from handles do), deadlines wait for the next free run. The deadline itself is the
+//! channel's ([`Channel::set_deadline`]); the work is above the map, which runs it.
 
 use std::any::Any;
 use std::future::Future;
@@ -28,13 +29,11 @@ use std::io;
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
-use tokio::time::Instant;
 
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
-
-/// A completion callback waiting for its channel's task.
-pub(crate) type Completion = Box<dyn FnOnce(&mut dyn Dispatcher, &mut Channel) -> io::Result<()>>;
+use crate::driver::Completion;
+use crate::map::map_of;
 
 /// Work started by [`Channel::spawn`] or [`Channel::call_later`].
 #[derive(Debug, Clone)]
@@ -96,7 +95,7 @@ impl Channel {
         T: 'static,
         C: FnOnce(&mut D, &mut Channel, T) -> io::Result<()> + 'static,
     {
-        let map = match self.map.upgrade() {
+        let map = match map_of(self) {
             Some(map) if !self.is_closed() => map,
             _ => {
                 return Err(io::Error::new(
@@ -106,7 +105,7 @@ impl Channel {
             }
         };
         let id = self.id();
-        let weak = self.map.clone();
+        let weak = std::rc::Rc::downgrade(&map);
         let abort = map.spawn_local(async move {
             let output = work.await;
             let completion: Completion = Box::new(move |dispatcher, channel| {
@@ -123,8 +122,7 @@ impl Channel {
                 map.deliver(id, completion);
             }
         });
-        self.work.retain(|work| !work.is_finished());
-        self.work.push(abort.clone());
+        self.keep_work(abort.clone());
         Ok(Work { abort })
     }
 
@@ -142,28 +140,5 @@ impl Channel {
             tokio::time::sleep(delay),
             move |dispatcher: &mut D, channel, ()| then(dispatcher, channel),
         )
-    }
-
-    /// Sets (or with `None` clears) the channel's deadline; when it passes,
-    /// [`Dispatcher::handle_timeout`] runs. Setting it again replaces it.
-    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-    }
-
-    /// Sets the deadline to `after` from now: call it on every read for an idle timeout.
-    pub fn set_timeout(&mut self, after: Duration) {
-        self.deadline = Some(Instant::now() + after);
-    }
-
-    /// The channel's deadline, if one is set.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
-    /// Aborts the channel's unfinished work (on close).
-    pub(crate) fn cancel_work(&mut self) {
-        for work in self.work.drain(..) {
-            work.abort();
-        }
     }
 }

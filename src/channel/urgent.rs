@@ -2,15 +2,11 @@
 //!
 //! The model is documented on [`Channel::set_urgent_events`], where users find it.
 
-use std::io;
-use std::mem::MaybeUninit;
-
-use std::task::{Context, Poll};
-
 use super::Channel;
 use crate::error::{closed_channel, context};
-use crate::event::{Interest, Ready};
 use crate::io::{Io, Stream, UrgentWatch};
+use std::io;
+use std::mem::MaybeUninit;
 
 impl Channel {
     /// Turns urgent-data events on or off for a TCP channel: while on, a peer's out-of-band
@@ -105,24 +101,6 @@ impl Channel {
     /// Whether urgent-data events are on ([`set_urgent_events`](Channel::set_urgent_events)).
     pub fn urgent_events(&self) -> bool {
         self.urgent.is_some()
-    }
-
-    /// Polls the socket for `want`, and a watched channel for urgent data too while it waits
-    /// for anything (asyncore's `select` puts every socket it waits on in the `e` set).
-    #[inline]
-    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
-        let polled = self.io.poll_ready(cx, want);
-        let Some(watch) = &mut self.urgent else {
-            return polled;
-        };
-        if want.is_empty() || !watch.poll(cx) {
-            return polled;
-        }
-        let ready = match polled {
-            Poll::Ready(ready) => ready,
-            Poll::Pending => Ready::NONE,
-        };
-        Poll::Ready(ready | Ready::EXPT)
     }
 
     /// Reads the urgent byte: Python's `recv(1, MSG_OOB)`. Works on any TCP channel, watched or

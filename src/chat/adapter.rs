@@ -8,6 +8,7 @@ use crate::channel::Channel;
 use crate::chat::state::Chat;
 use crate::chat::terminator::FrameEvent;
 use crate::dispatcher::Dispatcher;
+use crate::event::InterestScope;
 
 /// asynchat's hooks, each with asynchat's default except `found_terminator`, which is yours.
 ///
@@ -31,6 +32,15 @@ pub trait ChatHandler: 'static {
     fn readable(&self, chat: &Chat, channel: &Channel) -> bool {
         let _ = (chat, channel);
         true
+    }
+
+    /// What [`readable`](ChatHandler::readable) depends on, and so when the reactor asks again:
+    /// see [`Dispatcher::interest_scope`]. Default: [`InterestScope::Shared`]. A handler whose
+    /// `readable` reads only its own fields and the chat returns [`InterestScope::Own`] (the
+    /// chat's own `writable` depends only on its output queue, which is filled by its own
+    /// hooks or through [`Map::with`](crate::Map::with) and handles, which ask again).
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Shared
     }
 
     /// A connect started with [`Channel::connect`] completed; output pushed before is sent
@@ -215,6 +225,10 @@ impl<H: ChatHandler> AsyncChat<H> {
 }
 
 impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
+    fn interest_scope(&self) -> InterestScope {
+        self.handler.interest_scope()
+    }
+
     fn readable(&self, channel: &Channel) -> bool {
         self.handler.readable(&self.chat, channel)
     }

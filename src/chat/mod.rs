@@ -67,14 +67,14 @@
 //!   ([`Chat::is_paused`]), so a handler can stop reading from a peer that does not read.
 
 mod adapter;
-mod handover;
 mod output;
 mod producer;
 mod state;
+mod stream;
 mod terminator;
 
 pub use adapter::{AsyncChat, ChatHandler};
-pub use handover::ChatStream;
 pub use producer::{Producer, SimpleProducer};
 pub use state::{Chat, DEFAULT_BUFFER_SIZE, DEFAULT_MAX_FRAME_LEN};
+pub use stream::ChatStream;
 pub use terminator::{find_prefix_at_end, FrameEvent, Framer, Terminator};

@@ -6,8 +6,8 @@ use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Framed};
 
 use crate::channel::Channel;
+use crate::channel::NativeStream;
 use crate::chat::state::Chat;
-use crate::handover::NativeStream;
 
 /// A connection taken out of a chat: the socket, the input already read but not framed, and
 /// the output queued but not sent. Nothing is lost: read `unparsed` before the socket, write

@@ -32,19 +32,26 @@ use std::fmt;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::RawFd;
-use std::rc::Weak;
+use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::Instant;
 
 use crate::address::{Address, Family, ToAddress};
 use crate::error::{closed_channel, context, is_disconnect, would_block};
-use crate::event::ChannelId;
+use crate::event::{ChannelId, Interest, Ready};
 use crate::io::{Io, Listener, Stream};
-use crate::map::{Map, MapInner};
 
+mod closing;
 mod datagram;
 mod file;
+mod link;
+mod native;
 mod urgent;
+
+pub(crate) use closing::{Closing, Owed};
+pub(crate) use link::{MapLink, Membership};
+pub use native::NativeStream;
 
 /// A socket and its asyncore state, owned by the map once added.
 ///
@@ -68,23 +75,18 @@ pub struct Channel {
     id: ChannelId,
     family: Family,
     pub(crate) io: Io,
-    pub(crate) map: Weak<MapInner>,
+    /// The map the channel is in (see `link`).
+    pub(crate) link: MapLink,
     addr: Option<Address>,
     accepting: bool,
     connected: bool,
     connecting: bool,
-    closed: bool,
-    /// The peer finished sending: no more read interest (Tokio's read-closed state is sticky).
-    pub(crate) eof: bool,
-    /// A disconnect was seen inside a callback (or a close was requested): `handle_close`
-    /// runs after it.
-    pub(crate) close_pending: bool,
-    /// End of file was seen inside a callback: `handle_read_eof` runs after it.
-    pub(crate) eof_pending: bool,
+    /// Open, closing, closed: what the reactor owes the dispatcher on the way.
+    pub(crate) closing: Closing,
     /// Whether the current callback touched the socket (spin detection).
     pub(crate) progress: bool,
-    /// When `handle_timeout` runs, if set (see `work.rs`).
-    pub(crate) deadline: Option<tokio::time::Instant>,
+    /// When `handle_timeout` runs, if set.
+    deadline: Option<Instant>,
     /// Work started with `spawn`/`call_later`, aborted on close.
     pub(crate) work: Vec<tokio::task::AbortHandle>,
     /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
@@ -181,15 +183,12 @@ impl Channel {
             id: ChannelId::next(),
             family,
             io,
-            map: Weak::new(),
+            link: MapLink::default(),
             addr: None,
             accepting: false,
             connected: false,
             connecting: false,
-            closed: false,
-            eof: false,
-            close_pending: false,
-            eof_pending: false,
+            closing: Closing::default(),
             progress: false,
             deadline: None,
             work: Vec::new(),
@@ -236,12 +235,7 @@ impl Channel {
 
     /// Whether [`close`](Channel::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// The map this channel belongs to, or `None` before it is added and after it closes.
-    pub fn map(&self) -> Option<Map> {
-        self.map.upgrade().map(Map::from_inner)
+        self.closing.is_closed()
     }
 
     /// A borrowed `socket2` view of the socket, for options this type does not wrap
@@ -309,7 +303,7 @@ impl Channel {
                 Ok(())
             }
             Err(e) => {
-                self.closed = true;
+                self.closing.close();
                 Err(context(e, "listen"))
             }
         }
@@ -457,7 +451,7 @@ impl Channel {
             Ok(n) => Ok(n),
             Err(e) if would_block(&e) => Ok(0),
             Err(e) if is_disconnect(&e) => {
-                self.close_pending = true;
+                self.closing.disconnected();
                 Ok(0)
             }
             Err(e) => Err(context(e, "send")),
@@ -534,15 +528,13 @@ impl Channel {
         self.progress = true;
         match result {
             Ok(0) => {
-                self.eof = true;
-                self.eof_pending = true;
+                self.closing.end_of_file();
                 Ok(0)
             }
             Ok(n) => Ok(n),
             Err(e) if would_block(&e) => Err(e),
             Err(e) if is_disconnect(&e) => {
-                self.eof = true;
-                self.close_pending = true;
+                self.closing.disconnected();
                 Ok(0)
             }
             Err(e) => Err(context(e, "recv")),
@@ -553,7 +545,7 @@ impl Channel {
     /// per channel, as always; once it has run, this closes the channel instead). This is what
     /// the default [`handle_read_eof`](crate::Dispatcher::handle_read_eof) does.
     pub fn request_close(&mut self) {
-        self.close_pending = true;
+        self.closing.request_close();
     }
 
     /// Shuts down one or both directions of the connection (`shutdown(2)`).
@@ -587,20 +579,72 @@ impl Channel {
     /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns. Work
     /// started with [`spawn`](Channel::spawn) is aborted and the deadline cleared.
     pub fn close(&mut self) {
-        if self.closed {
+        if !self.closing.close() {
             return;
         }
-        self.closed = true;
         self.accepting = false;
         self.connected = false;
         self.connecting = false;
         self.io = Io::Closed;
         self.urgent = None;
         self.deadline = None;
-        self.cancel_work();
-        if let Some(map) = self.map.upgrade() {
-            map.remove(self.id);
+        for work in self.work.drain(..) {
+            work.abort();
         }
+        self.link.leave(self.id);
+    }
+
+    /// Sets (or with `None` clears) the channel's deadline; when it passes,
+    /// [`Dispatcher::handle_timeout`](crate::Dispatcher::handle_timeout) runs (asyncore has no
+    /// timers; this is the idle timeout its users wrote by hand). One deadline per channel:
+    /// setting it again replaces it. Deadlines are served while the map runs freely; lock-step
+    /// passes leave them for the next free run.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Sets the deadline to `after` from now: call it on every read for an idle timeout.
+    pub fn set_timeout(&mut self, after: std::time::Duration) {
+        self.deadline = Some(Instant::now() + after);
+    }
+
+    /// The channel's deadline, if one is set.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The deadline, if it has passed: it is cleared, and `handle_timeout` is due.
+    pub(crate) fn take_due_deadline(&mut self) -> bool {
+        let due = self.deadline.is_some_and(|at| at <= Instant::now());
+        if due {
+            self.deadline = None;
+        }
+        due
+    }
+
+    /// Keeps `work` (started by a callback) to abort when the channel closes.
+    pub(crate) fn keep_work(&mut self, work: tokio::task::AbortHandle) {
+        self.work.retain(|work| !work.is_finished());
+        self.work.push(work);
+    }
+
+    /// Polls the socket for `want`, and a channel watched for urgent data for that too while
+    /// it waits for anything (asyncore's `select` puts every socket it waits on in the `e` set).
+    /// `Pending` leaves the task registered for a wake-up. The reactor's one readiness poll.
+    #[inline]
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        let polled = self.io.poll_ready(cx, want);
+        let Some(watch) = &mut self.urgent else {
+            return polled;
+        };
+        if want.is_empty() || !watch.poll(cx) {
+            return polled;
+        }
+        let ready = match polled {
+            Poll::Ready(ready) => ready,
+            Poll::Pending => Ready::NONE,
+        };
+        Poll::Ready(ready | Ready::EXPT)
     }
 
     /// Logs `message` in this channel's span, asyncore's `log_info(message, type)`: `"info"`,
@@ -623,7 +667,7 @@ impl Channel {
     }
 
     fn misuse(&self, what: &str, why: &str) -> io::Error {
-        if self.closed {
+        if self.is_closed() {
             return closed_channel(what);
         }
         io::Error::new(
@@ -633,7 +677,7 @@ impl Channel {
     }
 
     fn state(&self) -> &'static str {
-        if self.closed {
+        if self.is_closed() {
             "closed"
         } else if self.accepting {
             "listening"

@@ -1,0 +1,39 @@
+//! The channel's one link up to its map: enough for the channel to leave the map when it
+//! closes, and for the layers above to find the map again. The map implements [`Membership`];
+//! the channel does not know its type.
+
+use std::any::Any;
+use std::rc::{Rc, Weak};
+
+use crate::event::ChannelId;
+
+/// What a map is to the channels it holds.
+pub(crate) trait Membership {
+    /// Channel `id` closed: it leaves the map now.
+    fn leave(&self, id: ChannelId);
+
+    /// The map itself, for the layers above the channel that know its type.
+    fn as_any(self: Rc<Self>) -> Rc<dyn Any>;
+}
+
+/// A channel's membership of a map, if it has one.
+#[derive(Default)]
+pub(crate) struct MapLink(Option<Weak<dyn Membership>>);
+
+impl MapLink {
+    pub(crate) fn new(map: Weak<dyn Membership>) -> MapLink {
+        MapLink(Some(map))
+    }
+
+    /// The map, if the channel is in one and the map still exists.
+    pub(crate) fn upgrade(&self) -> Option<Rc<dyn Membership>> {
+        self.0.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// Leaves the map (on close); the link is cut.
+    pub(crate) fn leave(&mut self, id: ChannelId) {
+        if let Some(map) = self.0.take().and_then(|map| map.upgrade()) {
+            map.leave(id);
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Results of async work started by a callback, waiting to run as callbacks on the channel's
+//! task.
+
+use std::io;
+
+use super::Entry;
+use crate::channel::Channel;
+use crate::dispatcher::Dispatcher;
+use crate::event::Event;
+
+/// A completion callback waiting for its channel's task.
+pub(crate) type Completion = Box<dyn FnOnce(&mut dyn Dispatcher, &mut Channel) -> io::Result<()>>;
+
+impl Entry {
+    /// Queues the result of a piece of work for the channel's task.
+    pub(crate) fn deliver(&self, completion: Completion) {
+        self.completions.borrow_mut().push_back(completion);
+        self.poke();
+    }
+
+    #[inline]
+    pub(super) fn has_completions(&self) -> bool {
+        !self.completions.borrow().is_empty()
+    }
+
+    /// Runs the queued completion callbacks, oldest first.
+    pub(super) fn run_completions(&self) {
+        loop {
+            let Some(completion) = self.completions.borrow_mut().pop_front() else {
+                return;
+            };
+            if self.stopping() {
+                self.completions.borrow_mut().push_front(completion);
+                return;
+            }
+            let mut channel = self.channel.borrow_mut();
+            let mut dispatcher = self.dispatcher.borrow_mut();
+            if channel.is_closed() {
+                self.completions.borrow_mut().clear();
+                return;
+            }
+            self.call(
+                &mut **dispatcher,
+                &mut channel,
+                Event::Completion,
+                &mut None,
+                completion,
+            );
+        }
+    }
+}

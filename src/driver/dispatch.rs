@@ -1,0 +1,127 @@
+//! Step 3: readiness becomes events, in asyncore's order. Free-running channels and lock-step
+//! passes both go through [`Entry::phase_event`] in the order of [`PHASES`].
+
+use super::{Entry, Record};
+use crate::channel::Channel;
+use crate::dispatcher::Dispatcher;
+use crate::event::{Event, Interest, Ready};
+
+/// The kinds of event one wake-up can bring.
+#[derive(Clone, Copy)]
+pub(crate) enum Phase {
+    Read,
+    Write,
+    Expt,
+}
+
+/// asyncore's order: all read events, then all write events, then urgent data (per channel
+/// when free-running; per pass, over all ready channels, in lock-step).
+pub(crate) const PHASES: [Phase; 3] = [Phase::Read, Phase::Write, Phase::Expt];
+
+impl Entry {
+    /// Free-running dispatch of one wake-up.
+    #[inline]
+    pub(super) fn dispatch(&self, ready: Ready, want: Interest, record: &mut Record<'_>) {
+        for phase in PHASES {
+            self.phase_event(phase, ready, want, record);
+        }
+    }
+
+    /// Runs the event of `phase`, if `ready` has it and the channel wanted it:
+    ///
+    /// - read: `handle_accept` on a listener, else `handle_connect` if a connect is pending,
+    ///   then `handle_read`;
+    /// - write: `handle_connect` if pending, then `handle_write` (never on a listener);
+    /// - urgent data: `handle_expt`, or `handle_close` if a socket error is pending
+    ///   (asyncore's `handle_expt_event`).
+    #[inline]
+    pub(crate) fn phase_event(
+        &self,
+        phase: Phase,
+        ready: Ready,
+        want: Interest,
+        record: &mut Record<'_>,
+    ) {
+        let fires = match phase {
+            Phase::Read => ready.is_read() && want.is_read(),
+            Phase::Write => ready.is_write() && want.is_write(),
+            Phase::Expt => ready.is_expt(),
+        };
+        if !fires || self.stopping() {
+            return;
+        }
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        let (ch, d) = (&mut *channel, &mut **dispatcher);
+        if ch.is_closed() {
+            return;
+        }
+        match phase {
+            Phase::Read if ch.accepting() => {
+                self.call(d, ch, Event::Accept, record, |d, ch| d.handle_accept(ch));
+            }
+            Phase::Read => {
+                if ch.connecting() && !self.connect_event(d, ch, record) {
+                    return;
+                }
+                self.call(d, ch, Event::Read, record, |d, ch| d.handle_read(ch));
+            }
+            Phase::Write if ch.accepting() => {}
+            Phase::Write => {
+                if ch.connecting() && !self.connect_event(d, ch, record) {
+                    return;
+                }
+                self.call(d, ch, Event::Write, record, |d, ch| d.handle_write(ch));
+            }
+            Phase::Expt => {
+                if !ch.take_urgent_event() {
+                    return;
+                }
+                match ch.socket().and_then(|socket| socket.take_error()) {
+                    Ok(Some(error)) => {
+                        tracing::debug!(channel = %self.id, %error, "socket error with urgent data");
+                        ch.closing.disconnected();
+                        self.settle(d, ch, record);
+                    }
+                    _ => {
+                        self.call(d, ch, Event::Expt, record, |d, ch| d.handle_expt(ch));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes a pending connect; true when the channel is connected and still open.
+    fn connect_event(
+        &self,
+        d: &mut dyn Dispatcher,
+        ch: &mut Channel,
+        record: &mut Record<'_>,
+    ) -> bool {
+        match ch.finish_connect() {
+            Ok(true) => self.call(d, ch, Event::Connect, record, |d, ch| d.handle_connect(ch)),
+            Ok(false) => false,
+            Err(e) => {
+                self.route(d, ch, e, record);
+                self.settle(d, ch, record);
+                false
+            }
+        }
+    }
+
+    /// The deadline passed: clear it and run `handle_timeout`.
+    pub(super) fn timeout_event(&self) {
+        if self.stopping() {
+            return;
+        }
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        let (ch, d) = (&mut *channel, &mut **dispatcher);
+        if ch.is_closed() || !ch.take_due_deadline() {
+            return;
+        }
+        self.call(d, ch, Event::Timeout, &mut None, |d, ch| {
+            d.handle_timeout(ch)
+        });
+    }
+}

@@ -1,0 +1,52 @@
+//! Step 1: what the channel waits for, from its dispatcher's `readable()` and `writable()`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::Entry;
+use crate::error::panic_error;
+use crate::event::Interest;
+
+impl Entry {
+    /// Asks the dispatcher what the channel waits for. Never `WRITE` for a listener, always
+    /// `WRITE` while a connect is pending, no `READ` once the peer finished sending. A panic in
+    /// `readable`/`writable` goes to `handle_error` and yields no interest.
+    pub(crate) fn interest(&self) -> Interest {
+        let asked = {
+            let channel = self.channel.borrow();
+            if channel.is_closed() {
+                return Interest::NONE;
+            }
+            let dispatcher = self.dispatcher.borrow();
+            catch_unwind(AssertUnwindSafe(|| {
+                let mut want = Interest::NONE;
+                if dispatcher.readable(&channel) && !channel.closing.read_done() {
+                    want = want | Interest::READ;
+                }
+                if channel.connecting() || (!channel.accepting() && dispatcher.writable(&channel)) {
+                    want = want | Interest::WRITE;
+                }
+                want
+            }))
+        };
+        asked.unwrap_or_else(|payload| {
+            self.fail(panic_error(payload, "readable/writable"), &mut None);
+            Interest::NONE
+        })
+    }
+
+    /// If the task waits with an interest the dispatcher no longer gives, pokes it to ask
+    /// again, and returns what it waited with and what it now wants. Nothing for a task that
+    /// is not waiting (it asks anew before it waits) or is already poked.
+    pub(crate) fn refresh_interest(&self) -> Option<(Interest, Interest)> {
+        let waiting = self.waiting.get()?;
+        if self.poked.get() {
+            return None;
+        }
+        let now = self.interest();
+        if now == waiting {
+            return None;
+        }
+        self.poke();
+        Some((waiting, now))
+    }
+}

@@ -1,0 +1,91 @@
+//! The interest sweep: asyncore asks every channel's `readable()` and `writable()` before every
+//! poll; a channel task asks its own dispatcher before it waits. For dispatchers whose answers
+//! may depend on state other callbacks change ([`InterestScope::Shared`]), the sweep closes the
+//! gap: after every batch of callbacks it asks them again, and wakes those whose answer
+//! changed. A batch is what the map's thread runs before the sweep's own task gets its turn
+//! (Tokio runs a `LocalSet`'s tasks in the order they were woken).
+//!
+//! The audit checks the other dispatchers ([`InterestScope::Own`]) once a second, and names
+//! any whose interest went stale without a wake.
+
+use std::future::poll_fn;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use super::MapInner;
+use crate::driver::Entry;
+use crate::event::InterestScope;
+use crate::loop_state::LoopState;
+
+/// How often the audit looks at `InterestScope::Own` channels.
+const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one stale-interest warning per map per this interval.
+const AUDIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The sweep's task: waits for callbacks to run, then asks the `Shared` channels again.
+pub(super) async fn sweep(map: Weak<MapInner>, state: Rc<LoopState>) {
+    let mut batch: Vec<Rc<Entry>> = Vec::new();
+    loop {
+        poll_fn(|cx| state.poll_touched(cx)).await;
+        if state.paused() {
+            continue; // lock-step passes ask every channel themselves; a resume pokes them all
+        }
+        let Some(inner) = map.upgrade() else {
+            return;
+        };
+        // A snapshot: asking may run `handle_error`, which may close channels.
+        batch.extend(inner.shared.borrow().values().cloned());
+        drop(inner);
+        for entry in batch.drain(..) {
+            if let Some((was, now)) = entry.refresh_interest() {
+                tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
+            }
+        }
+    }
+}
+
+/// The audit's task, started with the map's first `InterestScope::Own` channel.
+pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>) {
+    let mut last_warning: Option<Instant> = None;
+    let mut channels: Vec<Rc<Entry>> = Vec::new();
+    loop {
+        tokio::time::sleep(AUDIT_INTERVAL).await;
+        if state.paused() {
+            continue;
+        }
+        let Some(inner) = map.upgrade() else {
+            return;
+        };
+        channels.extend(
+            inner
+                .entries
+                .borrow()
+                .values()
+                .filter(|entry| entry.scope == InterestScope::Own)
+                .cloned(),
+        );
+        drop(inner);
+        for entry in channels.drain(..) {
+            let Some((was, now)) = entry.refresh_interest() else {
+                continue;
+            };
+            let now_instant = Instant::now();
+            if last_warning
+                .is_some_and(|at| now_instant.duration_since(at) < AUDIT_WARNING_INTERVAL)
+            {
+                continue;
+            }
+            last_warning = Some(now_instant);
+            tracing::warn!(
+                channel = %entry.id,
+                dispatcher = entry.type_name,
+                "stale interest: channel {} waited for {was:?} but its readable()/writable() now \
+                 say {now:?}, changed outside its callbacks without a wake; call Map::wake({}) \
+                 (or ChannelHandle::wake) after changing what they read, or return \
+                 InterestScope::Shared from interest_scope()",
+                entry.id,
+                entry.id,
+            );
+        }
+    }
+}

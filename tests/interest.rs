@@ -1,0 +1,472 @@
+//! asyncore's interest rule across dispatchers: `readable()` and `writable()` are asked before
+//! every wait, so a dispatcher whose interest depends on state another dispatcher changes is
+//! never left waiting for the wrong thing. Also the explicit wake for dispatchers that say
+//! their interest is their own, the audit that names a stale one, and the warning for a map
+//! that nothing runs.
+
+mod util;
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use asyncore::{Address, Channel, ChannelId, Dispatcher, Family, InterestScope, Map};
+use bytes::{Buf, BytesMut};
+use util::{block_on, block_on_multi, listener, LIMIT};
+
+// ---------------------------------------------------------------------------------------------
+// A port forwarder, ported line for line from the classic asyncore recipe: a receiver (the
+// client's connection) and a sender (the connection to the remote end) share two buffers; each
+// one's `writable()` reads the buffer the other one's `handle_read` fills. No wake calls.
+
+#[derive(Default)]
+struct Buffers {
+    to_remote: BytesMut,
+    from_remote: BytesMut,
+    receiver: Option<ChannelId>,
+    sender: Option<ChannelId>,
+}
+
+struct Forwarder {
+    remote: Address,
+}
+
+impl Dispatcher for Forwarder {
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        conn: Channel,
+        _: Address,
+    ) -> io::Result<()> {
+        let map = channel.map().expect("in a map");
+        let buffers = Rc::new(RefCell::new(Buffers::default()));
+        let receiver = map.add(
+            conn,
+            Receiver {
+                buffers: buffers.clone(),
+            },
+        )?;
+        let mut remote = Channel::create_socket(Family::of(&self.remote))?;
+        remote.connect(&self.remote)?;
+        let sender = map.add(
+            remote,
+            Sender {
+                buffers: buffers.clone(),
+            },
+        )?;
+        let mut b = buffers.borrow_mut();
+        b.receiver = Some(receiver);
+        b.sender = Some(sender);
+        Ok(())
+    }
+}
+
+struct Receiver {
+    buffers: Rc<RefCell<Buffers>>,
+}
+
+impl Dispatcher for Receiver {
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let read = channel.recv(4096)?;
+        self.buffers.borrow_mut().to_remote.extend_from_slice(&read);
+        Ok(())
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        !self.buffers.borrow().from_remote.is_empty()
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let mut b = self.buffers.borrow_mut();
+        let sent = channel.send(&b.from_remote)?;
+        b.from_remote.advance(sent);
+        Ok(())
+    }
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let map = channel.map();
+        channel.close();
+        if let (Some(map), Some(sender)) = (map, self.buffers.borrow().sender) {
+            map.close_channel(sender);
+        }
+        Ok(())
+    }
+}
+
+struct Sender {
+    buffers: Rc<RefCell<Buffers>>,
+}
+
+impl Dispatcher for Sender {
+    fn handle_connect(&mut self, _: &mut Channel) -> io::Result<()> {
+        Ok(())
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let read = channel.recv(4096)?;
+        self.buffers
+            .borrow_mut()
+            .from_remote
+            .extend_from_slice(&read);
+        Ok(())
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        !self.buffers.borrow().to_remote.is_empty()
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let mut b = self.buffers.borrow_mut();
+        let sent = channel.send(&b.to_remote)?;
+        b.to_remote.advance(sent);
+        Ok(())
+    }
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let map = channel.map();
+        channel.close();
+        if let (Some(map), Some(receiver)) = (map, self.buffers.borrow().receiver) {
+            map.close_channel(receiver);
+        }
+        Ok(())
+    }
+}
+
+/// A remote end that answers every byte with its complement, on a thread of its own, for one
+/// connection.
+fn complement_server() -> (Address, std::thread::JoinHandle<()>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = Address::Inet(server.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (mut conn, _) = server.accept().unwrap();
+        conn.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut buf = vec![0; 65536];
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf[..n].iter_mut().for_each(|b| *b = !*b);
+            if conn.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    (address, thread)
+}
+
+/// A client that sends `data` through the forwarder while reading the answer, and returns the
+/// answer once it has as many bytes as it sent.
+fn client(forwarder: std::net::SocketAddr, data: Vec<u8>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let stream = TcpStream::connect_timeout(&forwarder, LIMIT).unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let len = data.len();
+        let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
+        let mut answer = vec![0; len];
+        (&stream)
+            .read_exact(&mut answer)
+            .expect("the forwarder passed every byte back within the bound");
+        writing.join().unwrap();
+        answer
+    })
+}
+
+async fn forward_one_mebibyte() {
+    let (remote, remote_thread) = complement_server();
+    let (server, address) = listener(Family::Inet).unwrap();
+    let map = Map::new();
+    map.add(server, Forwarder { remote }).unwrap();
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
+    let expected: Vec<u8> = data.iter().map(|b| !b).collect();
+    let client = client(address.as_inet().unwrap(), data);
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::spawn(move || {
+        let answer = client.join();
+        let _ = done.send(());
+        answer
+    });
+    // A forwarder whose sender never learns that its buffer filled hangs here until the bound.
+    map.run_until(async {
+        let _ = finished.await;
+    })
+    .await
+    .unwrap();
+    let answer = waiter
+        .join()
+        .unwrap()
+        .expect("the client got every byte back");
+    assert_eq!(answer.len(), expected.len());
+    assert!(answer == expected, "the forwarded bytes differ");
+    map.close_all();
+    remote_thread.join().unwrap();
+}
+
+/// The forwarder, unchanged from asyncore, passes 1 MiB both ways on a current-thread runtime.
+#[test]
+fn a_faithful_forwarder_port_passes_data_both_ways() {
+    for _ in 0..3 {
+        block_on(forward_one_mebibyte());
+    }
+}
+
+/// The same with the map on the main thread of a multi-thread runtime, whose I/O driver runs
+/// on the worker threads.
+#[test]
+fn a_faithful_forwarder_port_passes_data_both_ways_in_a_multi_thread_runtime() {
+    for _ in 0..3 {
+        block_on_multi(forward_one_mebibyte());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scopes, wakes, and the audit
+
+/// Log lines at `WARN` and above, captured from every thread that installs the subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn dispatch(&self) -> tracing::Dispatch {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::Dispatch::new(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes what native code puts in a shared buffer; its interest is declared its own or not.
+struct Writer {
+    pending: Rc<RefCell<BytesMut>>,
+    scope: InterestScope,
+    asked: Rc<std::cell::Cell<usize>>,
+}
+
+impl Dispatcher for Writer {
+    fn interest_scope(&self) -> InterestScope {
+        self.scope
+    }
+    fn readable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        !self.pending.borrow().is_empty()
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let mut pending = self.pending.borrow_mut();
+        let sent = channel.send(&pending)?;
+        pending.advance(sent);
+        Ok(())
+    }
+}
+
+/// A member task fills the writer's buffer after the writer has started waiting; `wake`
+/// says whether it then calls `Map::wake`. Returns what the peer read and the warnings logged.
+fn fill_from_a_member_task(scope: InterestScope, wake: bool) -> (Vec<u8>, String) {
+    let captured = Captured::default();
+    let answer = tracing::dispatcher::with_default(&captured.dispatch(), || {
+        block_on(async {
+            let (channel, mut peer) = util::socket_pair();
+            let map = Map::new();
+            let pending = Rc::new(RefCell::new(BytesMut::new()));
+            let asked = Rc::new(std::cell::Cell::new(0));
+            let id = map
+                .add(
+                    channel,
+                    Writer {
+                        pending: pending.clone(),
+                        scope,
+                        asked: asked.clone(),
+                    },
+                )
+                .unwrap();
+            let member_map = map.clone();
+            map.spawn(async move {
+                // Let the writer ask for its interest (nothing to write) and start waiting.
+                while asked.get() == 0 {
+                    tokio::task::yield_now().await;
+                }
+                tokio::task::yield_now().await;
+                pending
+                    .borrow_mut()
+                    .extend_from_slice(b"filled by native code");
+                if wake {
+                    assert!(member_map.wake(id));
+                }
+            });
+            let reader = std::thread::spawn(move || {
+                let mut answer = vec![0; b"filled by native code".len()];
+                peer.read_exact(&mut answer).map(|()| answer)
+            });
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let waiter = std::thread::spawn(move || {
+                let answer = reader.join().unwrap();
+                let _ = done.send(());
+                answer
+            });
+            map.run_until(async {
+                let _ = finished.await;
+            })
+            .await
+            .unwrap();
+            map.close_all();
+            waiter.join().unwrap().expect("the peer got the bytes")
+        })
+    });
+    (answer, captured.text())
+}
+
+/// A `Shared` dispatcher (the default) hears of state a member task changed, with no wake.
+#[test]
+fn shared_scope_channels_see_what_native_tasks_change() {
+    let (answer, warnings) = fill_from_a_member_task(InterestScope::Shared, false);
+    assert_eq!(answer, b"filled by native code");
+    assert!(!warnings.contains("stale interest"), "{warnings}");
+}
+
+/// An `Own` dispatcher is asked again on `Map::wake`, without the audit's help.
+#[test]
+fn map_wake_asks_an_own_scope_channel_again() {
+    let (answer, warnings) = fill_from_a_member_task(InterestScope::Own, true);
+    assert_eq!(answer, b"filled by native code");
+    assert!(!warnings.contains("stale interest"), "{warnings}");
+}
+
+/// An `Own` dispatcher whose state changed with no wake is found by the audit, woken, and
+/// named in a warning that says what to do.
+#[test]
+fn a_stale_own_scope_channel_is_named_and_woken() {
+    let (answer, warnings) = fill_from_a_member_task(InterestScope::Own, false);
+    assert_eq!(answer, b"filled by native code");
+    assert!(warnings.contains("stale interest"), "{warnings:?}");
+    assert!(warnings.contains("Map::wake"), "{warnings}");
+}
+
+/// Echoes, with its interest declared its own.
+struct Echo;
+
+impl Dispatcher for Echo {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own
+    }
+    fn writable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let data = channel.recv(4096)?;
+        channel.send(&data)?;
+        Ok(())
+    }
+}
+
+/// Idle channels of both scopes beside an echo connection: the `Shared` one is asked after
+/// each of the echo's callbacks, the `Own` one is not.
+#[test]
+fn own_scope_channels_are_not_asked_on_others_behalf() {
+    const ROUNDS: usize = 200;
+    block_on(async {
+        let map = Map::new();
+        let mut idle_peers = Vec::new();
+        let mut counts = Vec::new();
+        for scope in [InterestScope::Shared, InterestScope::Own] {
+            let (channel, peer) = util::socket_pair();
+            let asked = Rc::new(std::cell::Cell::new(0));
+            let pending = Rc::new(RefCell::new(BytesMut::new()));
+            map.add(
+                channel,
+                Writer {
+                    pending,
+                    scope,
+                    asked: asked.clone(),
+                },
+            )
+            .unwrap();
+            idle_peers.push(peer);
+            counts.push(asked);
+        }
+        let (channel, mut peer) = util::socket_pair();
+        map.add(channel, Echo).unwrap();
+        let talker = std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                let message = format!("{round:>8}");
+                peer.write_all(message.as_bytes()).unwrap();
+                let mut echo = [0; 8];
+                peer.read_exact(&mut echo).unwrap();
+                assert_eq!(&echo, message.as_bytes());
+            }
+        });
+        let (done, finished) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let talked = talker.join();
+            let _ = done.send(talked);
+        });
+        let mut talked = None;
+        map.run_until(async {
+            talked = finished.await.ok();
+        })
+        .await
+        .unwrap();
+        talked
+            .expect("the talker finished")
+            .expect("every echo came back");
+        let (shared, own) = (counts[0].get(), counts[1].get());
+        assert!(
+            shared >= ROUNDS,
+            "the Shared channel was asked {shared} times"
+        );
+        assert!(own < ROUNDS / 10, "the Own channel was asked {own} times");
+        map.close_all();
+    });
+}
+
+/// `asyncore::add` in a task spawned on a multi-thread runtime puts the channel in a worker
+/// thread's default map, which nothing can run: a warning names the channel and the fix.
+#[test]
+fn adding_to_a_worker_threads_default_map_is_loud() {
+    let captured = Captured::default();
+    let dispatch = captured.dispatch();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // Leaked on purpose: the subscriber stays the worker thread's default until it ends.
+            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+        })
+        .build()
+        .unwrap();
+    let id = runtime.block_on(async {
+        tokio::spawn(async {
+            let (channel, _) = listener(Family::Inet).unwrap();
+            asyncore::add(channel, Echo).unwrap()
+        })
+        .await
+        .unwrap()
+    });
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !captured.text().contains("nothing has run that map") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning within the bound"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let warning = captured.text();
+    assert!(warning.contains(&id.to_string()), "{warning}");
+    assert!(warning.contains("worker thread"), "{warning}");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
