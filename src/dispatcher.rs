@@ -135,6 +135,16 @@ pub trait Dispatcher: Any {
         InterestScope::Shared
     }
 
+    /// Whether input already taken from the socket waits to be handled: bytes the dispatcher
+    /// buffered but has not processed (asynchat's unparsed input after a terminator change).
+    /// While it is true and `readable()` too, the reactor runs `handle_read` at once, without
+    /// waiting for the socket, which may have nothing more to say. Asked with `readable()`.
+    /// Default: `false`.
+    fn has_buffered_input(&self, channel: &Channel) -> bool {
+        let _ = channel;
+        false
+    }
+
     /// Data (or end of file) can be read. Default: logs "unhandled read event".
     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
         unhandled(channel, "unhandled read event");

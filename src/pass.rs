@@ -81,12 +81,14 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     if entries.is_empty() {
         return Ok(pass);
     }
-    let mut waiting: Vec<(Rc<Entry>, Interest)> = Vec::new();
+    // Each interested channel, what it wants, and what is ready without the socket (buffered
+    // input).
+    let mut waiting: Vec<(Rc<Entry>, Interest, Ready)> = Vec::new();
     for entry in entries {
-        let want = entry.interest();
+        let (want, now) = entry.interest();
         if !want.is_empty() {
             pass.wanted.push((entry.id, want));
-            waiting.push((entry, want));
+            waiting.push((entry, want, now));
         }
     }
     if waiting.is_empty() {
@@ -102,9 +104,13 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     let gather = tokio::task::coop::unconstrained(poll_fn(|cx| {
         let ready: Vec<(&Rc<Entry>, Interest, Ready)> = waiting
             .iter()
-            .filter_map(|(entry, want)| match entry.poll_io(cx, *want) {
-                Poll::Ready(ready) => Some((entry, *want, ready)),
-                Poll::Pending => None,
+            .filter_map(|(entry, want, now)| {
+                let polled = match entry.poll_io(cx, *want) {
+                    Poll::Ready(ready) => ready,
+                    Poll::Pending => Ready::NONE,
+                };
+                let ready = polled | *now;
+                (!ready.is_empty()).then_some((entry, *want, ready))
             })
             .collect();
         if ready.is_empty() {

@@ -470,3 +470,73 @@ fn adding_to_a_worker_threads_default_map_is_loud() {
     assert!(warning.contains("worker thread"), "{warning}");
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Work already buffered
+
+/// Answers each record with the record and a `|`.
+struct Records;
+
+impl asyncore::chat::ChatHandler for Records {
+    fn found_terminator(
+        &mut self,
+        chat: &mut asyncore::chat::Chat,
+        _: &mut Channel,
+    ) -> io::Result<()> {
+        let mut record = chat.take_data().to_vec();
+        record.push(b'|');
+        chat.push(record);
+        Ok(())
+    }
+}
+
+/// Input held back by the framer (a possible start of the terminator) is framed as soon as
+/// native code changes the terminator, without waiting for the peer to send more.
+async fn terminator_change_frames_buffered_input() {
+    use asyncore::chat::AsyncChat;
+    type Chat = AsyncChat<Records>;
+    let (channel, mut peer) = util::socket_pair();
+    let map = Map::new();
+    let id = map.add(channel, Chat::new(Records, b"END")).unwrap();
+    peer.write_all(b"abcEN").unwrap();
+    let member = map.clone();
+    map.spawn(async move {
+        // Wait until the chat has read everything: "abc" collected, "EN" held back.
+        loop {
+            let held = member.with(id, |chat: &mut Chat, _| chat.chat().framer().buffered());
+            if held.unwrap() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        member
+            .with(id, |chat: &mut Chat, _| chat.chat_mut().set_terminator(b"N"))
+            .unwrap();
+    });
+    let reader = std::thread::spawn(move || {
+        let mut answer = [0; 5];
+        peer.read_exact(&mut answer).map(|()| answer)
+    });
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::spawn(move || {
+        let answer = reader.join().unwrap();
+        let _ = done.send(());
+        answer
+    });
+    map.run_until(async {
+        let _ = finished.await;
+    })
+    .await
+    .unwrap();
+    let answer = waiter.join().unwrap().expect("the answer came without more input");
+    assert_eq!(&answer, b"abcE|");
+    map.close_all();
+}
+
+#[test]
+fn buffered_chat_input_is_framed_without_new_bytes() {
+    for _ in 0..5 {
+        block_on(terminator_change_frames_buffered_input());
+        block_on_multi(terminator_change_frames_buffered_input());
+    }
+}

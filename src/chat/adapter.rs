@@ -237,12 +237,20 @@ impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
         self.chat.writable(channel)
     }
 
+    fn has_buffered_input(&self, _: &Channel) -> bool {
+        self.chat.framer().has_event()
+    }
+
     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let data = channel.recv(self.chat.ac_in_buffer_size())?;
-        if data.is_empty() {
-            return Ok(()); // end of file: handle_read_eof or handle_close follows
+        // Input already read and not framed (the terminator changed from outside a hook) is
+        // framed first, without waiting for the socket; the socket's turn comes next.
+        if !self.chat.framer().has_event() {
+            let data = channel.recv(self.chat.ac_in_buffer_size())?;
+            if data.is_empty() {
+                return Ok(()); // end of file: handle_read_eof or handle_close follows
+            }
+            self.chat.framer_mut().feed(data);
         }
-        self.chat.framer_mut().feed(data);
         let framed = self.frame(channel);
         self.chat.compact();
         framed?;

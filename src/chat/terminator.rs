@@ -126,6 +126,8 @@ pub struct Framer {
     failure: Vec<usize>,
     /// A terminator was found after the `Data` just returned: report it next.
     found_pending: bool,
+    /// `next_event` said `None`, and neither input nor terminator changed since.
+    settled: bool,
 }
 
 impl std::fmt::Debug for Framer {
@@ -148,6 +150,7 @@ impl Framer {
     /// Sets the terminator; it applies to the input still buffered. asynchat's `set_terminator`.
     pub fn set_terminator(&mut self, terminator: impl Into<Terminator>) {
         self.terminator = terminator.into();
+        self.settled = false;
         self.search = match &self.terminator {
             Terminator::Bytes(t) if t.len() == 1 => Search::Byte(t[0]),
             Terminator::Bytes(t) if !t.is_empty() => {
@@ -173,6 +176,7 @@ impl Framer {
         if data.is_empty() {
             return;
         }
+        self.settled = false;
         if self.input.is_empty() {
             self.input = data;
         } else {
@@ -203,8 +207,20 @@ impl Framer {
         }
     }
 
+    /// Whether [`next_event`](Framer::next_event) may have an event without more input: input
+    /// was fed or the terminator changed since it last said `None`. O(1).
+    pub fn has_event(&self) -> bool {
+        !self.settled && (self.found_pending || !self.input.is_empty())
+    }
+
     /// The next event, or `None` when the buffered input cannot say more until more arrives.
     pub fn next_event(&mut self) -> Option<FrameEvent> {
+        let event = self.frame();
+        self.settled = event.is_none();
+        event
+    }
+
+    fn frame(&mut self) -> Option<FrameEvent> {
         if std::mem::take(&mut self.found_pending) {
             return Some(FrameEvent::Terminator);
         }

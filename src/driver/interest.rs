@@ -4,33 +4,39 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::Entry;
 use crate::error::panic_error;
-use crate::event::Interest;
+use crate::event::{Interest, Ready};
 
 impl Entry {
-    /// Asks the dispatcher what the channel waits for. Never `WRITE` for a listener, always
-    /// `WRITE` while a connect is pending, no `READ` once the peer finished sending. A panic in
-    /// `readable`/`writable` goes to `handle_error` and yields no interest.
-    pub(crate) fn interest(&self) -> Interest {
+    /// Asks the dispatcher what the channel waits for, and what is ready without waiting: a
+    /// read event when it wants to read and has input buffered
+    /// ([`has_buffered_input`](crate::Dispatcher::has_buffered_input)). Never `WRITE` for a
+    /// listener, always `WRITE` while a connect is pending, no `READ` once the peer finished
+    /// sending. A panic in `readable`/`writable` goes to `handle_error` and yields no interest.
+    pub(crate) fn interest(&self) -> (Interest, Ready) {
         let asked = {
             let channel = self.channel.borrow();
             if channel.is_closed() {
-                return Interest::NONE;
+                return (Interest::NONE, Ready::NONE);
             }
             let dispatcher = self.dispatcher.borrow();
             catch_unwind(AssertUnwindSafe(|| {
                 let mut want = Interest::NONE;
+                let mut ready = Ready::NONE;
                 if dispatcher.readable(&channel) && !channel.closing.read_done() {
                     want = want | Interest::READ;
+                    if dispatcher.has_buffered_input(&channel) {
+                        ready = Ready::READ;
+                    }
                 }
                 if channel.connecting() || (!channel.accepting() && dispatcher.writable(&channel)) {
                     want = want | Interest::WRITE;
                 }
-                want
+                (want, ready)
             }))
         };
         asked.unwrap_or_else(|payload| {
             self.fail(panic_error(payload, "readable/writable"), &mut None);
-            Interest::NONE
+            (Interest::NONE, Ready::NONE)
         })
     }
 
@@ -42,8 +48,8 @@ impl Entry {
         if self.poked.get() {
             return None;
         }
-        let now = self.interest();
-        if now == waiting {
+        let (now, ready) = self.interest();
+        if now == waiting && ready.is_empty() {
             return None;
         }
         self.poke();

@@ -136,7 +136,13 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
         if entry.done() {
             break;
         }
-        let want = entry.interest();
+        let (want, ready) = entry.interest();
+        if !ready.is_empty() {
+            // Input is buffered: it is handled now, not when the socket speaks again.
+            entry.dispatch(ready, want, &mut None);
+            tokio::task::coop::consume_budget().await;
+            continue;
+        }
         entry.waiting.set(Some(want));
         let woke = std::future::poll_fn(|cx| entry.poll_wake(cx, want)).await;
         entry.waiting.set(None);
