@@ -70,7 +70,7 @@ impl MapHandle {
             let _ = reply.send(f(map));
         });
         self.remote.send(request).map_err(|_| map_gone())?;
-        answer.await.map_err(|_| map_gone())
+        self.remote.answer(answer).await.map_err(|_| map_gone())
     }
 
     /// Builds a channel and its dispatcher on the map's thread with `factory` (which is `Send`
@@ -135,7 +135,7 @@ impl MapHandle {
             }));
         });
         self.remote.send(request).map_err(|_| map_gone())?;
-        answer.await.map_err(|_| {
+        self.remote.answer(answer).await.map_err(|_| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("channel {id} closed before the call ran"),

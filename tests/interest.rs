@@ -510,7 +510,9 @@ async fn terminator_change_frames_buffered_input() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         member
-            .with(id, |chat: &mut Chat, _| chat.chat_mut().set_terminator(b"N"))
+            .with(id, |chat: &mut Chat, _| {
+                chat.chat_mut().set_terminator(b"N")
+            })
             .unwrap();
     });
     let reader = std::thread::spawn(move || {
@@ -528,7 +530,10 @@ async fn terminator_change_frames_buffered_input() {
     })
     .await
     .unwrap();
-    let answer = waiter.join().unwrap().expect("the answer came without more input");
+    let answer = waiter
+        .join()
+        .unwrap()
+        .expect("the answer came without more input");
     assert_eq!(&answer, b"abcE|");
     map.close_all();
 }
@@ -539,4 +544,196 @@ fn buffered_chat_input_is_framed_without_new_bytes() {
         block_on(terminator_change_frames_buffered_input());
         block_on_multi(terminator_change_frames_buffered_input());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every way state reaches a channel: a deadline, finished async work, a handle's call. Each
+// fills a buffer that another channel's `writable()` reads; that channel (default scope) must
+// send it, round after round, on both runtimes.
+
+/// Holds the shared buffer; its own socket stays silent.
+struct Producer {
+    pending: Rc<RefCell<BytesMut>>,
+    round: usize,
+}
+
+impl Producer {
+    fn produce(&mut self) {
+        self.round += 1;
+        let line = format!("{:>8}\n", self.round);
+        self.pending.borrow_mut().extend_from_slice(line.as_bytes());
+    }
+}
+
+impl Dispatcher for Producer {
+    fn writable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        channel.recv(64)?;
+        Ok(())
+    }
+    fn handle_timeout(&mut self, _: &mut Channel) -> io::Result<()> {
+        self.produce();
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Deadline,
+    Work,
+    HandleCall,
+}
+
+async fn rounds_through(path: Path, rounds: usize) {
+    let map = Map::new();
+    let pending = Rc::new(RefCell::new(BytesMut::new()));
+    let (writer, mut writer_peer) = util::socket_pair();
+    map.add(
+        writer,
+        Writer {
+            pending: pending.clone(),
+            scope: InterestScope::Shared,
+            asked: Rc::default(),
+        },
+    )
+    .unwrap();
+    let (producer, producer_peer) = util::socket_pair();
+    let producer_id = map.add(producer, Producer { pending, round: 0 }).unwrap();
+    let handle = map.handle().channel(producer_id);
+    // The peer asks for each round over a std channel once it has read the previous one.
+    let (ask, asked) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let reader = std::thread::spawn(move || {
+        for round in 1..=rounds {
+            ask.send(()).unwrap();
+            let mut line = [0; 9];
+            writer_peer.read_exact(&mut line)?;
+            assert_eq!(line, *format!("{round:>8}\n").as_bytes(), "round {round}");
+        }
+        drop(producer_peer);
+        io::Result::Ok(())
+    });
+    let member = map.clone();
+    let driver = async move {
+        let mut asked = asked;
+        while asked.recv().await.is_some() {
+            match path {
+                Path::Deadline => member
+                    .with(producer_id, |_: &mut Producer, channel| {
+                        channel.set_timeout(Duration::from_micros(200))
+                    })
+                    .unwrap(),
+                Path::Work => member
+                    .with(producer_id, |_: &mut Producer, channel| {
+                        channel
+                            .spawn(tokio::task::yield_now(), |p: &mut Producer, _, ()| {
+                                p.produce();
+                                Ok(())
+                            })
+                            .map(drop)
+                    })
+                    .unwrap()
+                    .unwrap(),
+                Path::HandleCall => {
+                    let handle = handle.clone();
+                    // From another thread, as native code would.
+                    tokio::spawn(async move {
+                        handle
+                            .call(|p: &mut Producer, _| p.produce())
+                            .await
+                            .unwrap();
+                    })
+                    .await
+                    .unwrap();
+                }
+            }
+        }
+    };
+    map.spawn(driver);
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::spawn(move || {
+        let result = reader.join();
+        let _ = done.send(());
+        result
+    });
+    map.run_until(async {
+        let _ = finished.await;
+    })
+    .await
+    .unwrap();
+    waiter
+        .join()
+        .unwrap()
+        .expect("the reader")
+        .unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    map.close_all();
+}
+
+#[test]
+fn a_deadline_reaches_other_channels_interest() {
+    block_on(rounds_through(Path::Deadline, 200));
+    block_on_multi(rounds_through(Path::Deadline, 200));
+}
+
+#[test]
+fn finished_work_reaches_other_channels_interest() {
+    block_on(rounds_through(Path::Work, 500));
+    block_on_multi(rounds_through(Path::Work, 500));
+}
+
+#[test]
+fn a_handle_call_reaches_other_channels_interest() {
+    block_on_multi(rounds_through(Path::HandleCall, 500));
+}
+
+/// A handle's request to a map that is not running waits for its next run, and says so if
+/// that takes long; then it is answered as usual.
+#[test]
+fn a_request_to_a_map_nobody_runs_is_loud() {
+    let captured = Captured::default();
+    let (handles, handle) = std::sync::mpsc::channel();
+    let (go, start) = std::sync::mpsc::channel::<()>();
+    let (answered, stop) = tokio::sync::oneshot::channel::<()>();
+    let map_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let map = Map::new();
+            handles.send(map.handle()).unwrap();
+            start.recv_timeout(LIMIT).expect("told to run");
+            map.serve(async {
+                let _ = stop.await;
+            })
+            .await
+        })
+    });
+    let handle: asyncore::MapHandle = handle.recv().unwrap();
+    let dispatch = captured.dispatch();
+    let asker = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&dispatch, || {
+            block_on(async {
+                let len = handle.query(|map| map.len()).await.unwrap();
+                let _ = answered.send(());
+                len
+            })
+        })
+    });
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !captured
+        .text()
+        .contains("nothing has run that map since it was sent")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning within the bound: {:?}",
+            captured.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    go.send(()).unwrap();
+    assert_eq!(asker.join().unwrap(), 0);
+    map_thread.join().unwrap().unwrap();
 }

@@ -1,8 +1,9 @@
 //! What a map shares with other threads: the queue of requests its handles send, whether it
 //! is empty, and how often it has run.
 
+use std::future::Future;
 use std::rc::Weak;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, watch};
 
@@ -15,8 +16,10 @@ pub(crate) type Request = Box<dyn FnOnce(&Map) + Send>;
 pub(crate) struct Remote {
     requests: mpsc::UnboundedSender<Request>,
     empty: watch::Sender<bool>,
-    /// Runs and passes started, for the watchdog.
+    /// Runs and passes started, for the watchdogs.
     runs: AtomicU64,
+    /// Whether a run or pass is under way.
+    running: AtomicBool,
 }
 
 impl Remote {
@@ -26,6 +29,7 @@ impl Remote {
             requests,
             empty: watch::Sender::new(true),
             runs: AtomicU64::new(0),
+            running: AtomicBool::new(false),
         };
         (remote, receiver)
     }
@@ -50,8 +54,38 @@ impl Remote {
         let _ = empty.wait_for(|empty| *empty).await;
     }
 
-    pub(super) fn count_run(&self) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
+    /// A run or pass starts (`true`) or ends.
+    pub(super) fn set_running(&self, running: bool) {
+        if running {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.running.store(running, Ordering::Relaxed);
+    }
+
+    /// Awaits the answer to a request. A request sent while the map is not running waits
+    /// for its next run; if none comes within the watchdog's grace period, a `WARN` says so
+    /// (once per request), as a handle that waits forever on a map nobody runs would
+    /// otherwise be silent.
+    pub(crate) async fn answer<T>(&self, answer: impl Future<Output = T>) -> T {
+        if self.running.load(Ordering::Relaxed) {
+            return answer.await;
+        }
+        let runs = self.runs();
+        let mut answer = std::pin::pin!(answer);
+        tokio::select! {
+            biased;
+            value = answer.as_mut() => return value,
+            () = tokio::time::sleep(super::watchdog::GRACE) => {}
+        }
+        if self.runs() == runs && !self.running.load(Ordering::Relaxed) {
+            tracing::warn!(
+                "a request to a map has waited {:?} and nothing has run that map since it was sent: \
+                 requests are served while the map runs (Map::run, run_until, serve, poll); \
+                 run it on its thread",
+                super::watchdog::GRACE
+            );
+        }
+        answer.await
     }
 
     pub(super) fn runs(&self) -> u64 {

@@ -174,7 +174,8 @@ impl MapInner {
                 "the map is already running (a callback cannot run its own map)",
             ));
         }
-        self.watchdog.ran(&self.remote);
+        self.watchdog.ran();
+        self.remote.set_running(true);
         Ok(Running(self))
     }
 
@@ -199,5 +200,6 @@ pub(crate) struct Running<'a>(&'a MapInner);
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.0.running.set(false);
+        self.0.remote.set_running(false);
     }
 }

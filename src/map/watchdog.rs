@@ -12,7 +12,7 @@ use super::Remote;
 use crate::event::ChannelId;
 
 /// How long a map may hold channels without running before the watchdog speaks.
-const GRACE: Duration = Duration::from_secs(2);
+pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub(super) struct Watchdog {
@@ -61,8 +61,7 @@ impl Watchdog {
     }
 
     /// The map runs: the next add while it is not running arms a new watchdog.
-    pub(super) fn ran(&self, remote: &Remote) {
-        remote.count_run();
+    pub(super) fn ran(&self) {
         self.armed.set(false);
     }
 }
