@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
-use asyncore::{Address, Channel, ChannelId, Dispatcher};
+use asyncore::{Address, Channel, ChannelId, Dispatcher, InterestScope};
 use tracing::{debug, info};
 
 const BACKLOG: u32 = 1024;
@@ -41,6 +41,10 @@ struct Member {
 }
 
 impl ChatHandler for Member {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // reads nothing but this member's chat
+    }
+
     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let line = chat.take_data();
         let map = channel.map().expect("a member is in a map");
@@ -82,6 +86,10 @@ struct ChatServer {
 }
 
 impl Dispatcher for ChatServer {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // a listener: it always wants to accept
+    }
+
     fn handle_accepted(
         &mut self,
         channel: &mut Channel,

@@ -13,7 +13,7 @@ use std::io;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use asyncore::{Address, Channel, Dispatcher, Family};
+use asyncore::{Address, Channel, Dispatcher, Family, InterestScope};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// The first failure of any client: the program's one line on stderr.
@@ -51,6 +51,10 @@ impl EchoClient {
 }
 
 impl Dispatcher for EchoClient {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // its own message buffer
+    }
+
     fn writable(&self, _: &Channel) -> bool {
         !self.buffer.is_empty()
     }

@@ -26,7 +26,7 @@ use std::io;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use asyncore::{Channel, ChannelId, Dispatcher, Map, SendBuffer, SEND_CHUNK};
+use asyncore::{Channel, ChannelId, Dispatcher, InterestScope, Map, SendBuffer, SEND_CHUNK};
 
 /// What both sides see: whether reading is paused, and the first failure.
 #[derive(Default)]
@@ -50,6 +50,10 @@ struct Input {
 }
 
 impl Dispatcher for Input {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // the output wakes it when it lifts the pause
+    }
+
     fn readable(&self, _: &Channel) -> bool {
         !self.shared.paused.get()
     }
@@ -110,6 +114,10 @@ impl Output {
 }
 
 impl Dispatcher for Output {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // its own send buffer
+    }
+
     fn readable(&self, _: &Channel) -> bool {
         false
     }
@@ -124,9 +132,10 @@ impl Dispatcher for Output {
         }
         if self.shared.paused.get() && !self.out.is_paused() {
             self.shared.paused.set(false);
-            // The input's readable() changed: have the reactor ask it again.
+            // The input's readable() reads the pause, and its interest is declared its own:
+            // tell the reactor to ask it again.
             if let (Some(map), Some(input)) = (channel.map(), self.input) {
-                let _ = map.with(input, |_: &mut Input, _| ());
+                map.wake(input);
             }
         }
         Ok(())

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use asyncore::{Address, Channel, Dispatcher, Family};
+use asyncore::{Address, Channel, Dispatcher, Family, InterestScope};
 use bytes::{Buf, Bytes};
 
 /// The error that ended the client, if one did: the program's one line on stderr.
@@ -42,6 +42,10 @@ impl HttpClient {
 }
 
 impl Dispatcher for HttpClient {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // its own request buffer
+    }
+
     fn handle_connect(&mut self, _: &mut Channel) -> io::Result<()> {
         Ok(())
     }

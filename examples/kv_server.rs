@@ -35,7 +35,7 @@ use std::io;
 use std::process::ExitCode;
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
-use asyncore::{Address, Channel, ChannelHandle, ChannelId, Dispatcher};
+use asyncore::{Address, Channel, ChannelHandle, ChannelId, Dispatcher, InterestScope};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -297,6 +297,10 @@ fn parse(command_line: &[u8], channel: &Channel) -> Result<Parsed, &'static str>
 }
 
 impl ChatHandler for Session {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // readable() reads this session and its chat only
+    }
+
     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let command_line = chat.take_line();
         if !self.done {
@@ -338,6 +342,10 @@ struct KvServer {
 }
 
 impl Dispatcher for KvServer {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // a listener: it always wants to accept
+    }
+
     fn handle_accepted(
         &mut self,
         channel: &mut Channel,

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::process::ExitCode;
 
-use asyncore::{Address, Channel, Dispatcher};
+use asyncore::{Address, Channel, Dispatcher, InterestScope};
 use bytes::Bytes;
 use tracing::warn;
 
@@ -30,6 +30,10 @@ struct EchoHandler {
 }
 
 impl Dispatcher for EchoHandler {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // its own queue of replies
+    }
+
     fn readable(&self, _: &Channel) -> bool {
         self.pending.len() < MAX_PENDING
     }

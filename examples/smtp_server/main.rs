@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
-use asyncore::{Address, Channel, Dispatcher};
+use asyncore::{Address, Channel, Dispatcher, InterestScope};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
@@ -59,6 +59,10 @@ impl SmtpServer {
 }
 
 impl Dispatcher for SmtpServer {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // a listener: it always wants to accept
+    }
+
     fn handle_accepted(
         &mut self,
         channel: &mut Channel,
@@ -159,6 +163,10 @@ fn deliver(message: &Message) {
 }
 
 impl ChatHandler for SmtpChannel {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // readable() reads this session and its chat only
+    }
+
     /// The session keeps (a bounded part of) each record itself, so the chat's own record and
     /// its `max_frame_len` are not used: a 1 MiB line gets `500`, not a closed connection.
     fn collect_incoming_data(&mut self, _: &mut Chat, data: Bytes) -> io::Result<()> {
