@@ -14,29 +14,32 @@ pub(crate) type Completion = Box<dyn FnOnce(&mut dyn Dispatcher, &mut Channel) -
 impl Entry {
     /// Queues the result of a piece of work for the channel's task.
     pub(crate) fn deliver(&self, completion: Completion) {
-        self.completions.borrow_mut().push_back(completion);
+        self.with_rare(|rare| rare.completions.push_back(completion));
         self.poke();
     }
 
     #[inline]
     pub(super) fn has_completions(&self) -> bool {
-        !self.completions.borrow().is_empty()
+        self.rare
+            .borrow()
+            .as_ref()
+            .is_some_and(|rare| !rare.completions.is_empty())
     }
 
     /// Runs the queued completion callbacks, oldest first.
     pub(super) fn run_completions(&self) {
         loop {
-            let Some(completion) = self.completions.borrow_mut().pop_front() else {
+            let Some(completion) = self.with_rare(|rare| rare.completions.pop_front()) else {
                 return;
             };
             if self.stopping() {
-                self.completions.borrow_mut().push_front(completion);
+                self.with_rare(|rare| rare.completions.push_front(completion));
                 return;
             }
             let mut channel = self.channel.borrow_mut();
             let mut dispatcher = self.dispatcher.borrow_mut();
             if channel.is_closed() {
-                self.completions.borrow_mut().clear();
+                self.with_rare(|rare| rare.completions.clear());
                 return;
             }
             self.call(

@@ -60,12 +60,18 @@ pub(crate) struct Entry {
     /// A close asked for from outside while one of the channel's callbacks held it.
     deferred: Cell<Option<Deferred>>,
     spin: spin::Spin,
+    /// What few channels use, out of line: an idle channel pays one pointer for it.
+    rare: RefCell<Option<Box<Rare>>>,
+}
+
+#[derive(Default)]
+struct Rare {
     /// Results of `Channel::spawn` work, waiting for the channel's task.
-    completions: RefCell<VecDeque<Completion>>,
+    completions: VecDeque<Completion>,
     /// The sleep behind the channel's deadline, made on first use and reset after.
-    timer: RefCell<Option<std::pin::Pin<Box<tokio::time::Sleep>>>>,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// Who waits for the channel to close (`ChannelHandle::closed`).
-    on_close: RefCell<Vec<tokio::sync::oneshot::Sender<()>>>,
+    on_close: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A close asked for while the channel was busy, applied when its callback returns.
@@ -97,9 +103,7 @@ impl Entry {
             waiting: Cell::new(None),
             deferred: Cell::new(None),
             spin: spin::Spin::default(),
-            completions: RefCell::new(VecDeque::new()),
-            timer: RefCell::new(None),
-            on_close: RefCell::new(Vec::new()),
+            rare: RefCell::new(None),
         }
     }
 
@@ -116,14 +120,22 @@ impl Entry {
 
     /// The channel left the map: tell whoever waits for that.
     pub(crate) fn notify_closed(&self) {
-        for waiter in self.on_close.borrow_mut().drain(..) {
+        let waiters = match self.rare.borrow_mut().as_mut() {
+            Some(rare) => std::mem::take(&mut rare.on_close),
+            None => return,
+        };
+        for waiter in waiters {
             let _ = waiter.send(());
         }
     }
 
     /// Registers `waiter` to hear when the channel closes.
     pub(crate) fn on_close(&self, waiter: tokio::sync::oneshot::Sender<()>) {
-        self.on_close.borrow_mut().push(waiter);
+        self.with_rare(|rare| rare.on_close.push(waiter));
+    }
+
+    fn with_rare<R>(&self, f: impl FnOnce(&mut Rare) -> R) -> R {
+        f(self.rare.borrow_mut().get_or_insert_with(Box::default))
     }
 }
 

@@ -49,12 +49,15 @@ impl Entry {
     }
 
     fn poll_timer(&self, cx: &mut Context<'_>, deadline: tokio::time::Instant) -> Poll<()> {
-        let mut timer = self.timer.borrow_mut();
-        let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() != deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        sleep.as_mut().poll(cx)
+        self.with_rare(|rare| {
+            let sleep = rare
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep.as_mut().poll(cx)
+        })
     }
 
     /// Wakes the channel's task so that it asks for interest again (or exits, once closed).
