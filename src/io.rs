@@ -8,8 +8,9 @@
 //!   readiness: asyncore's `select` would, but nothing useful can be done with it until
 //!   `listen` or `connect`.
 //! - **Stream**: a `tokio::net::TcpStream` or `UnixStream`, connected or connecting. Readiness is
-//!   Tokio's cached readiness (`poll_read_ready`/`poll_write_ready`): it stays set until an
-//!   operation returns `WouldBlock`, which is what makes dispatch level-triggered as in asyncore.
+//!   Tokio's cached readiness (`poll_read_ready`/`poll_write_ready`, see below): it stays set
+//!   until the channel learns that the socket is drained or full, which is what makes dispatch
+//!   level-triggered as in asyncore.
 //! - **Listener**: a `tokio::net::TcpListener` or `UnixListener`. Tokio offers no readiness for
 //!   listeners, only `poll_accept`, so the listener accepts when polled and keeps the connection
 //!   in a one-slot stash: "readable" means "the stash is full", and `accept()` empties it (or
@@ -22,10 +23,32 @@
 //! - **File**: any other descriptor, from `from_fd` (module `file`): a pipe, terminal or device
 //!   through `AsyncFd`, or a regular file, which epoll refuses, as always ready.
 //!
+//! # Cached readiness, and when it clears
+//!
+//! Tokio keeps, per registered descriptor, a readiness word: the directions (read, write,
+//! error, ...) that epoll reported, and a tick that its I/O driver advances with every event it
+//! records. The driver only sets readiness, from whichever thread polls it (in a multi-thread
+//! runtime, a worker, while the map runs on another thread); a readiness poll only reads it. It
+//! is cleared only by an operation that shows it gone:
+//!
+//! - an operation that returns `WouldBlock`;
+//! - on edge-triggered systems, a read or write of a stream, or of a pipe, that transfers
+//!   fewer bytes than it was offered: the socket is drained or full ([`short_transfer`]).
+//!   Not a read of a stream watched for urgent data, which stops short at the urgent mark,
+//!   and not a vectored write, which also stops at `IOV_MAX` buffers.
+//!
+//! Either way it is cleared with the snapshot of the readiness (and its tick) taken *before*
+//! the operation, never after: every such operation runs inside Tokio's `try_io`, through one
+//! function, [`do_io`]. Tokio ignores a clear whose tick is not the latest, so an event the
+//! driver recorded while the operation ran (data that came after the read had drained the
+//! socket) stays set and wakes the channel. A clear with a snapshot taken after the operation
+//! would erase it, and edge-triggered epoll never reports it again.
+//!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
 //! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
 //! this: it charges the budget itself only for wake-ups that are not readiness).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -51,7 +74,7 @@ pub(crate) use file::FileIo;
 pub(crate) use urgent::UrgentWatch;
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
-/// proves the socket drained or full (see `Stream::after_read`).
+/// proves the socket drained or full (see [`short_transfer`]).
 const EDGE_TRIGGERED: bool = cfg!(any(
     target_os = "linux",
     target_os = "android",
@@ -65,11 +88,88 @@ const EDGE_TRIGGERED: bool = cfg!(any(
 ));
 
 /// Whether a transfer of `n` bytes out of `asked` proves the descriptor drained (a read) or
-/// full (a write), so that Tokio's cached readiness can be forgotten at once (see
-/// `Stream::after_read`; file channels apply it to pipes).
+/// full (a write), so that Tokio's cached readiness can be forgotten at once ([`do_io`]) rather
+/// than after one more `recv` or `send` that would only return `WouldBlock` (a whole dispatch
+/// and a system call per message). Tokio's own `poll_read` does the same. This is sound with
+/// edge-triggered readiness only: data (or room) that comes later raises a new event. File
+/// channels apply it to pipes only.
 #[inline]
 pub(crate) fn short_transfer(n: usize, asked: usize) -> bool {
     EDGE_TRIGGERED && 0 < n && n < asked
+}
+
+const READABLE: tokio::io::Interest = tokio::io::Interest::READABLE;
+const WRITABLE: tokio::io::Interest = tokio::io::Interest::WRITABLE;
+
+/// A Tokio I/O resource with cached readiness: what [`do_io`] needs of it.
+pub(crate) trait CachedReadiness {
+    /// Tokio's `try_io`: if the cached readiness has `interest`, takes a snapshot of it, runs
+    /// `op`, and clears the readiness of that snapshot if `op` returns `WouldBlock`; without
+    /// the readiness, returns `WouldBlock` at once.
+    fn attempt<R>(
+        &self,
+        interest: tokio::io::Interest,
+        op: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R>;
+}
+
+macro_rules! cached_readiness {
+    ($($socket:ty),*) => {$(
+        impl CachedReadiness for $socket {
+            #[inline]
+            fn attempt<R>(
+                &self,
+                interest: tokio::io::Interest,
+                op: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                self.try_io(interest, op)
+            }
+        }
+    )*};
+}
+
+cached_readiness!(
+    TcpStream,
+    UnixStream,
+    tokio::net::UdpSocket,
+    tokio::net::UnixDatagram
+);
+
+/// Runs one operation on `io` that may prove a readiness gone: every read and write of a
+/// stream or file channel goes through here, and so does the collection of a datagram
+/// socket's pending error.
+///
+/// The operation runs inside Tokio's `try_io`, which snapshots the readiness before it. When
+/// the operation returns `WouldBlock`, or succeeds with a result that `gone` says proves the
+/// readiness gone (a short read: the socket is drained), the readiness is cleared with that
+/// snapshot. A clear carries the snapshot's tick, and Tokio ignores a clear whose tick is not
+/// the latest: an event that the I/O driver (perhaps on another thread) recorded while the
+/// operation ran survives, and wakes the channel for the data that came with it. Clearing with
+/// a snapshot taken after the operation would erase that event, and with edge-triggered epoll
+/// it never comes again: the channel would sleep with data in its socket.
+///
+/// A result that proves the readiness gone is kept aside while `try_io` sees `WouldBlock`, so
+/// that it clears, then returned.
+#[inline]
+pub(crate) fn do_io<R>(
+    io: &impl CachedReadiness,
+    interest: tokio::io::Interest,
+    op: impl FnOnce() -> io::Result<R>,
+    gone: impl FnOnce(&R) -> bool,
+) -> io::Result<R> {
+    let kept = Cell::new(None);
+    let result = io.attempt(interest, || {
+        let value = op()?;
+        if gone(&value) {
+            kept.set(Some(value));
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(value)
+    });
+    match (result, kept.into_inner()) {
+        (_, Some(value)) => Ok(value),
+        (result, None) => result,
+    }
 }
 
 /// How long a listener pauses after running out of file descriptors or memory.
@@ -179,82 +279,53 @@ impl Stream {
         ready
     }
 
-    /// Reads into `buf`; `short_read_drains` as for `after_read`.
+    /// Reads into `buf`. A short read proves the socket drained and clears the cached read
+    /// readiness (see [`do_io`]), unless `short_read_drains` is false: a stream watched for
+    /// urgent data stops short at the urgent mark with more data behind it.
+    #[inline]
     pub(crate) fn try_read_buf<B: BufMut>(
         &self,
         buf: &mut B,
         short_read_drains: bool,
     ) -> io::Result<usize> {
         let asked = buf.chunk_mut().len();
-        let n = match self {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
-        }?;
-        self.after_read(n, asked, short_read_drains);
-        Ok(n)
+        let drained = |&n: &usize| short_read_drains && short_transfer(n, asked);
+        match self {
+            Stream::Tcp(s) => do_io(s, READABLE, || s.try_read_buf(buf), drained),
+            Stream::Unix(s) => do_io(s, READABLE, || s.try_read_buf(buf), drained),
+        }
     }
 
+    /// As [`try_read_buf`](Stream::try_read_buf), into `buf`.
     pub(crate) fn try_read(&self, buf: &mut [u8], short_read_drains: bool) -> io::Result<usize> {
-        let n = match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
-        }?;
-        self.after_read(n, buf.len(), short_read_drains);
-        Ok(n)
+        let asked = buf.len();
+        let drained = |&n: &usize| short_read_drains && short_transfer(n, asked);
+        match self {
+            Stream::Tcp(s) => do_io(s, READABLE, || s.try_read(buf), drained),
+            Stream::Unix(s) => do_io(s, READABLE, || s.try_read(buf), drained),
+        }
     }
 
+    /// Writes from `buf`. A short write proves the send buffer full and clears the cached
+    /// write readiness (see [`do_io`]).
     #[inline]
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        let n = match self {
-            Stream::Tcp(s) => s.try_write(buf),
-            Stream::Unix(s) => s.try_write(buf),
-        }?;
-        self.after_write(n, buf.len());
-        Ok(n)
+        let full = |&n: &usize| short_transfer(n, buf.len());
+        match self {
+            Stream::Tcp(s) => do_io(s, WRITABLE, || s.try_write(buf), full),
+            Stream::Unix(s) => do_io(s, WRITABLE, || s.try_write(buf), full),
+        }
     }
 
-    /// No `after_write` here: a `writev` also stops short when it is given more buffers than
+    /// A short `writev` clears nothing: it also stops short when it is given more buffers than
     /// the system takes at once (`IOV_MAX`), which proves nothing about the socket (Tokio's own
     /// vectored write makes the same exception).
     pub(crate) fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let never = |_: &usize| false;
         match self {
-            Stream::Tcp(s) => s.try_write_vectored(bufs),
-            Stream::Unix(s) => s.try_write_vectored(bufs),
+            Stream::Tcp(s) => do_io(s, WRITABLE, || s.try_write_vectored(bufs), never),
+            Stream::Unix(s) => do_io(s, WRITABLE, || s.try_write_vectored(bufs), never),
         }
-    }
-
-    /// A read that returned less than it asked for emptied the socket's receive buffer, so the
-    /// channel is no longer readable: forget Tokio's cached read readiness now rather than
-    /// after one more `recv` that would only return `WouldBlock` (a whole dispatch and a
-    /// system call per message). Tokio's own `poll_read` does the same. This is sound with
-    /// edge-triggered readiness (epoll, kqueue): data that arrives later raises a new event,
-    /// and Tokio ignores a clear that is older than the latest event.
-    ///
-    /// Not for a stream watched for urgent data (`short_read_drains` false): a read stops
-    /// short at the urgent mark with more data behind it.
-    #[inline]
-    fn after_read(&self, n: usize, asked: usize, short_read_drains: bool) {
-        if short_read_drains && short_transfer(n, asked) {
-            self.clear(tokio::io::Interest::READABLE);
-        }
-    }
-
-    /// A short write means the send buffer is full: the same reasoning as `after_read`.
-    #[inline]
-    fn after_write(&self, n: usize, asked: usize) {
-        if short_transfer(n, asked) {
-            self.clear(tokio::io::Interest::WRITABLE);
-        }
-    }
-
-    /// Clears Tokio's cached readiness for `interest` without a system call: `try_io` clears
-    /// it when its closure reports `WouldBlock`.
-    fn clear(&self, interest: tokio::io::Interest) {
-        let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-        let _ = match self {
-            Stream::Tcp(s) => s.try_io(interest, would_block),
-            Stream::Unix(s) => s.try_io(interest, would_block),
-        };
     }
 
     pub(crate) fn take_error(&self) -> io::Result<Option<io::Error>> {

@@ -24,6 +24,7 @@ use std::task::Context;
 use bytes::BufMut;
 use tokio::net::{UdpSocket, UnixDatagram};
 
+use super::do_io;
 use super::latch::Latch;
 use crate::address::Address;
 use crate::event::{Interest, Ready};
@@ -107,18 +108,24 @@ impl Datagram {
 
     /// The pending socket error, if `ERROR` readiness was seen: collected (`SO_ERROR`), and the
     /// readiness cleared so that the next error wakes the channel again.
+    ///
+    /// The error is collected inside [`do_io`], so that the readiness cleared is the one seen
+    /// before `SO_ERROR` was read: an error that comes after raises an event that the clear
+    /// leaves alone. (Collected first and cleared after, that event could be erased, leaving
+    /// the error in the socket and the channel not woken for it.)
     pub(crate) fn take_pending_error(&mut self) -> Option<io::Error> {
         if !self.error.take() {
             return None;
         }
-        let error = self.take_error().unwrap_or_else(Some);
-        // An operation that "would block" is how Tokio clears a readiness bit.
-        let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-        let _ = match &self.socket {
-            Udp(s) => s.try_io(tokio::io::Interest::ERROR, would_block),
-            Unix(s) => s.try_io(tokio::io::Interest::ERROR, would_block),
+        let collect = || Ok(self.take_error().unwrap_or_else(Some));
+        let always = |_: &Option<io::Error>| true;
+        let collected = match &self.socket {
+            Udp(s) => do_io(&**s, tokio::io::Interest::ERROR, collect, always),
+            Unix(s) => do_io(&**s, tokio::io::Interest::ERROR, collect, always),
         };
-        error
+        // Without `ERROR` readiness (the wait ended because the runtime is shutting down),
+        // `do_io` ran nothing: collect whatever is there.
+        collected.unwrap_or_else(|_| self.take_error().unwrap_or_else(Some))
     }
 
     pub(crate) fn fd(&self) -> RawFd {

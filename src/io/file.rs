@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 use bytes::BufMut;
 use tokio::io::unix::AsyncFd;
 
-use super::short_transfer;
+use super::{do_io, short_transfer, CachedReadiness, READABLE, WRITABLE};
 use crate::event::{Interest, Ready};
 
 pub(crate) struct FileIo {
@@ -113,53 +113,57 @@ impl FileIo {
     /// `read(2)` into `buf`'s spare capacity.
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
         let asked = buf.chunk_mut().len();
-        let n = self.io(tokio::io::Interest::READABLE, |file| read_buf(file, buf))?;
-        if self.fifo && short_transfer(n, asked) {
-            self.clear(tokio::io::Interest::READABLE);
-        }
-        Ok(n)
+        let file = self.file();
+        do_io(
+            &self.fd,
+            READABLE,
+            || read_buf(file, buf),
+            self.drained(asked),
+        )
     }
 
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.io(tokio::io::Interest::READABLE, |mut file| file.read(buf))?;
-        if self.fifo && short_transfer(n, buf.len()) {
-            self.clear(tokio::io::Interest::READABLE);
-        }
-        Ok(n)
+        let asked = buf.len();
+        let mut file = self.file();
+        do_io(&self.fd, READABLE, || file.read(buf), self.drained(asked))
     }
 
     pub(crate) fn try_write(&self, data: &[u8]) -> io::Result<usize> {
-        let n = self.io(tokio::io::Interest::WRITABLE, |mut file| file.write(data))?;
-        if self.fifo && short_transfer(n, data.len()) {
-            self.clear(tokio::io::Interest::WRITABLE);
-        }
-        Ok(n)
+        let mut file = self.file();
+        do_io(
+            &self.fd,
+            WRITABLE,
+            || file.write(data),
+            self.drained(data.len()),
+        )
     }
 
     /// No short-write rule, as for streams: `writev` also stops at `IOV_MAX` buffers.
     pub(crate) fn try_write_vectored(&self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.io(tokio::io::Interest::WRITABLE, |mut file| {
-            file.write_vectored(data)
-        })
+        let mut file = self.file();
+        do_io(&self.fd, WRITABLE, || file.write_vectored(data), |_| false)
     }
 
-    /// Runs an operation; in polled mode through `try_io`, which clears Tokio's cached
-    /// readiness when it returns `WouldBlock`.
-    fn io<R>(
+    /// Whether a transfer that stops short of `asked` bytes proves the descriptor drained or
+    /// full: on a pipe or FIFO only.
+    fn drained(&self, asked: usize) -> impl Fn(&usize) -> bool {
+        let fifo = self.fifo;
+        move |&n| fifo && short_transfer(n, asked)
+    }
+}
+
+/// In polled mode, operations go through Tokio's `try_io`, which clears the cached readiness
+/// when they return `WouldBlock`; always-ready descriptors have no readiness to clear.
+impl CachedReadiness for Mode {
+    #[inline]
+    fn attempt<R>(
         &self,
         interest: tokio::io::Interest,
-        op: impl FnOnce(&File) -> io::Result<R>,
+        op: impl FnOnce() -> io::Result<R>,
     ) -> io::Result<R> {
-        match &self.fd {
-            Mode::Polled(fd) => fd.try_io(interest, |file| op(file)),
-            Mode::AlwaysReady(file) => op(file),
-        }
-    }
-
-    fn clear(&self, interest: tokio::io::Interest) {
-        if let Mode::Polled(fd) = &self.fd {
-            let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-            let _ = fd.try_io(interest, |_| would_block());
+        match self {
+            Mode::Polled(fd) => fd.try_io(interest, |_| op()),
+            Mode::AlwaysReady(_) => op(),
         }
     }
 }
