@@ -86,12 +86,15 @@ impl LoopState {
         }
     }
 
-    /// A channel with [`InterestScope::Shared`](crate::InterestScope::Shared) joined (`1`) or
-    /// left (`-1`) the map.
-    pub(crate) fn count_shared(&self, joined: bool) {
-        let n = self.shared_channels.get();
+    /// A channel with [`InterestScope::Shared`](crate::InterestScope::Shared) joined the map.
+    pub(crate) fn shared_joined(&self) {
+        self.shared_channels.set(self.shared_channels.get() + 1);
+    }
+
+    /// `n` channels with [`InterestScope::Shared`](crate::InterestScope::Shared) left the map.
+    pub(crate) fn shared_left(&self, n: usize) {
         self.shared_channels
-            .set(if joined { n + 1 } else { n.saturating_sub(1) });
+            .set(self.shared_channels.get().saturating_sub(n));
     }
 
     /// A callback ran (or native code ran on the map's thread): the state some channel's

@@ -206,7 +206,7 @@ impl Map {
         match entry.scope {
             InterestScope::Shared => {
                 inner.shared.borrow_mut().insert(id, Rc::clone(&entry));
-                inner.state.count_shared(true);
+                inner.state.shared_joined();
             }
             InterestScope::Own if !inner.audited.replace(true) => {
                 inner
@@ -349,9 +349,7 @@ impl Map {
         let inner = &self.inner;
         let entries = std::mem::take(&mut *inner.entries.borrow_mut());
         let shared = std::mem::take(&mut *inner.shared.borrow_mut());
-        for _ in 0..shared.len() {
-            inner.state.count_shared(false);
-        }
+        inner.state.shared_left(shared.len());
         let members = std::mem::take(&mut *inner.members.borrow_mut());
         for entry in entries.into_values() {
             entry.close();
@@ -420,7 +418,7 @@ impl Membership for MapInner {
         let removed = self.entries.borrow_mut().remove(&id);
         if let Some(entry) = removed {
             if self.shared.borrow_mut().remove(&id).is_some() {
-                self.state.count_shared(false);
+                self.state.shared_left(1);
             }
             entry.poke();
             entry.notify_closed();
