@@ -1,29 +1,5 @@
-//! Handles: how native async code on any thread reaches a map and its channels.
-//!
-//! A [`Map`] is `!Send` and lives on one thread. A [`MapHandle`] is `Send + Clone`: it sends a
-//! request to the map's thread, where the map runs it between callbacks (never during one), and
-//! the answer comes back through a oneshot channel. Requests are served while the map runs
-//! ([`Map::run`], or lock-step passes); a request sent while it does not waits until it does.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
-//! use asyncore::Map;
-//!
-//! let map = Map::new();
-//! let handle = map.handle();
-//! // A native task (it could be on another thread) asks the map a question.
-//! let asker = tokio::spawn(async move { handle.query(|map| map.len()).await });
-//! // Serve requests (even while the map is empty) until the task has its answer.
-//! let (done, finished) = tokio::sync::oneshot::channel();
-//! let answer = tokio::spawn(async move {
-//!     let len = asker.await.unwrap();
-//!     let _ = done.send(());
-//!     len
-//! });
-//! map.serve(async { let _ = finished.await; }).await?;
-//! assert_eq!(answer.await.unwrap()?, 0);
-//! # Ok(()) }
-//! ```
+//! Handles: how native async code on any thread reaches a map and its channels. The public
+//! docs are on [`MapHandle`] and [`ChannelHandle`].
 
 use std::any::Any;
 use std::fmt;
@@ -49,6 +25,62 @@ impl Map {
 }
 
 /// A `Send + Clone` handle to a [`Map`], for native tasks on any thread.
+///
+/// A map is `!Send` and lives on one thread. A handle sends each request to the map's thread,
+/// where the map runs it between callbacks (never during one), and the answer comes back to the
+/// caller; a factory given to [`add`](MapHandle::add) builds the channel and its dispatcher
+/// there, so neither has to be `Send`. Requests are served while the map runs ([`Map::run`],
+/// [`Map::serve`], or lock-step passes); a request sent while it does not waits until it does.
+///
+/// # Example
+///
+/// A map on the main thread of a multi-thread runtime and a native task on a worker thread,
+/// which adds a channel to the map and calls into its dispatcher:
+///
+/// ```
+/// use std::io;
+/// use asyncore::{Channel, Dispatcher, Map};
+/// use bytes::{Buf, BytesMut};
+/// use tokio::io::AsyncReadExt;
+///
+/// /// Sends what is put in its outbox.
+/// #[derive(Default)]
+/// struct Outbox { queued: BytesMut, sent: usize }
+///
+/// impl Dispatcher for Outbox {
+///     fn readable(&self, _: &Channel) -> bool { false }
+///     fn writable(&self, _: &Channel) -> bool { !self.queued.is_empty() }
+///     fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         let sent = channel.send(&self.queued)?;
+///         self.queued.advance(sent);
+///         self.sent += sent;
+///         Ok(())
+///     }
+/// }
+///
+/// #[tokio::main] // main() runs on the main thread (block_on), tasks on worker threads
+/// async fn main() -> io::Result<()> {
+///     let map = Map::new();
+///     let handle = map.handle();
+///     let native = tokio::spawn(async move {
+///         let (ours, mut theirs) = tokio::net::UnixStream::pair()?;
+///         // The factory runs on the map's thread and builds the (non-Send) dispatcher there.
+///         let id = handle.add(move || Ok((Channel::from_unix(ours), Outbox::default()))).await?;
+///         handle.call(id, |outbox: &mut Outbox, _| outbox.queued.extend_from_slice(b"hello")).await?;
+///         let mut greeting = [0; 5];
+///         theirs.read_exact(&mut greeting).await?;
+///         assert_eq!(&greeting, b"hello");
+///         assert_eq!(handle.call(id, |outbox: &mut Outbox, _| outbox.sent).await?, 5);
+///         assert_eq!(handle.query(|map| map.len()).await?, 1);
+///         handle.close_all().await
+///     });
+///     // Serve the map (empty at first) until the native task is done.
+///     let mut outcome = None;
+///     map.serve(async { outcome = Some(native.await.expect("the native task")) }).await?;
+///     assert!(map.is_empty());
+///     outcome.expect("it finished")
+/// }
+/// ```
 #[derive(Clone)]
 pub struct MapHandle {
     remote: Arc<Remote>,
@@ -189,7 +221,63 @@ impl fmt::Debug for MapHandle {
     }
 }
 
-/// A `Send + Clone` handle to one channel of a map.
+/// A `Send + Clone` handle to one channel of a map ([`MapHandle::channel`]), for native tasks on
+/// any thread: call into its dispatcher, wake it, wait for it to close, close it.
+///
+/// # Example
+///
+/// A dispatcher that sends what native code leaves in a mailbox shared across threads. Its
+/// `writable()` reads the mailbox; it declares its interest its own
+/// ([`InterestScope::Own`](crate::InterestScope::Own)), so the native task that fills the
+/// mailbox wakes it:
+///
+/// ```
+/// use std::io;
+/// use std::sync::{Arc, Mutex};
+/// use asyncore::{Channel, Dispatcher, InterestScope, Map};
+/// use tokio::io::AsyncReadExt;
+///
+/// struct Mailbox { letters: Arc<Mutex<Vec<u8>>>, sent: usize }
+///
+/// impl Dispatcher for Mailbox {
+///     fn interest_scope(&self) -> InterestScope { InterestScope::Own }
+///     fn writable(&self, _: &Channel) -> bool { !self.letters.lock().unwrap().is_empty() }
+///     fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         let mut letters = self.letters.lock().unwrap();
+///         let sent = channel.send(&letters)?;
+///         letters.drain(..sent);
+///         self.sent += sent;
+///         Ok(())
+///     }
+///     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         channel.recv(64)?; // end of file: handle_read_eof, then handle_close closes
+///         Ok(())
+///     }
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> io::Result<()> {
+///     let map = Map::new();
+///     let (ours, mut theirs) = tokio::net::UnixStream::pair()?;
+///     let letters = Arc::new(Mutex::new(Vec::new()));
+///     let mailbox = Mailbox { letters: letters.clone(), sent: 0 };
+///     let channel = map.handle().channel(map.add(Channel::from_unix(ours), mailbox)?);
+///     let native = tokio::spawn(async move { // on a worker thread
+///         letters.lock().unwrap().extend_from_slice(b"hi");
+///         channel.wake()?; // what writable() reads changed outside the channel's callbacks
+///         let mut letter = [0; 2];
+///         theirs.read_exact(&mut letter).await?;
+///         assert_eq!(&letter, b"hi");
+///         assert_eq!(channel.call(|mailbox: &mut Mailbox, _| mailbox.sent).await?, 2);
+///         drop(theirs); // the peer hangs up...
+///         channel.closed().await // ...and the channel leaves the map
+///     });
+///     let mut outcome = None;
+///     map.serve(async { outcome = Some(native.await.expect("the native task")) }).await?;
+///     assert!(map.is_empty());
+///     outcome.expect("it finished")
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ChannelHandle {
     id: ChannelId,

@@ -15,11 +15,31 @@
 //!   [`Map::run`] returns when the map is empty, [`Map::run_count`] makes exactly `count`
 //!   lock-step passes, [`Map::poll`] makes one and tells what happened in it.
 //!
-//! What runs where: a map lives on one thread; each of its channels is a Tokio task on the
-//! map's `LocalSet`, awaiting exactly the readiness its dispatcher asks for and turning it into
-//! callbacks, one at a time. Native async code reaches a map from any thread through a
-//! [`MapHandle`]. The [`driver`](crate#the-reactor-step-by-step) section below gives the order
-//! of events.
+//! # What runs where
+//!
+//! - **One thread per map.** A [`Map`] is `!Send`: it stays on the thread that made it, and
+//!   everything it runs runs there. Code that never names a map uses the thread's default map
+//!   ([`socket_map`], [`add`], [`run`]), one per thread.
+//! - **Each channel a task.** [`Map::add`] makes the channel a Tokio task on the map's own
+//!   [`LocalSet`](https://docs.rs/tokio/1/tokio/task/struct.LocalSet.html). The task asks its dispatcher what it waits for,
+//!   awaits exactly that readiness, and turns it into callbacks. The callbacks of one map run one
+//!   at a time, never two at once (asyncore's single-threaded guarantee), so dispatchers may
+//!   share state through `Rc<RefCell<_>>` as Python objects share it, and reach each other with
+//!   [`Map::with`].
+//! - **Only while the map runs.** The tasks make progress while the map is being run: freely by
+//!   [`Map::run`], [`Map::run_until`] or [`Map::serve`], in lock-step passes by
+//!   [`Map::run_count`] or [`Map::poll`]. Between runs they are frozen, like an asyncore
+//!   program between calls to `loop()`. A map that holds channels but that nothing runs says
+//!   so in a `WARN` line.
+//! - **Handles from other threads.** Native async code on any thread reaches a map through a
+//!   [`MapHandle`] ([`Map::handle`], `Send + Clone`) and one channel through a
+//!   [`ChannelHandle`]: each request runs on the map's thread, between callbacks, and its answer
+//!   comes back to the caller. A callback hands slow work the other way with
+//!   [`Channel::spawn`], whose result comes back as a callback.
+//!
+//! Readiness itself comes from the runtime's I/O driver, on whichever thread polls it: in a
+//! multi-thread runtime a worker thread may record an event that the map's thread then
+//! dispatches.
 //!
 //! # An echo server
 //!
@@ -63,12 +83,68 @@
 //! }
 //! ```
 //!
+//! # Hosting a map in a multi-thread runtime
+//!
+//! The usual Tokio application runs `#[tokio::main]` with worker threads. A map fits in it in
+//! one of two ways:
+//!
+//! - **On `block_on`.** `#[tokio::main]` runs `main`'s body with `block_on` on the main thread,
+//!   which is not a worker: make the map there and run it there. Native tasks started with
+//!   `tokio::spawn` run on the workers and reach the map through its [`MapHandle`]
+//!   (the examples of [`MapHandle`] and [`ChannelHandle`] are such programs).
+//! - **On a thread of its own.** A `std::thread` with a current-thread runtime makes the map and
+//!   runs it with [`Map::serve`], which keeps serving while the map is empty; the application
+//!   feeds it channels with [`MapHandle::add`]. [`Map::serve`] shows the whole shape, with a
+//!   graceful shutdown.
+//!
+//! Never call [`add`] (or use [`socket_map`]) from a task spawned with `tokio::spawn`: that
+//! task runs on a worker thread, and the channel lands in the worker's default map, which
+//! nothing can run (running a map is not `Send`, so it cannot be spawned there). The crate
+//! notices: when a map has held a channel for two seconds without running, a `WARN` line names
+//! the channel, says that nothing has run that map, and says what to do instead.
+//!
+//! # Interest and shared state
+//!
+//! asyncore asks every channel's `readable()` and `writable()` before every `select`. That is
+//! what lets a dispatcher's interest depend on another dispatcher: in the classic port
+//! forwarder, the connection to the remote end is writable while a buffer that the client's
+//! connection fills is not empty, and it starts writing as soon as the other side has read.
+//!
+//! Here each channel's task asks its own dispatcher before it waits, so after the channel's
+//! own callbacks it always waits for the right thing. What *other* code changes is covered by
+//! the scope the dispatcher declares with [`Dispatcher::interest_scope`]:
+//!
+//! - [`InterestScope::Shared`], the default: after every batch of callbacks on the map, whoever
+//!   ran them (another channel, a member task of [`Map::spawn`], a handle's request), the map
+//!   asks every `Shared` channel again and wakes those whose answer changed. A port of
+//!   asyncore code keeps working unchanged.
+//! - [`InterestScope::Own`]: the answers depend only on the dispatcher's own fields and its
+//!   channel. The channel is asked again after its own callbacks, after [`Map::with`] and
+//!   handle calls on it, and after [`Map::wake`] or [`ChannelHandle::wake`]: call one of those
+//!   after changing, from outside the channel's callbacks, what its `readable()` or
+//!   `writable()` read.
+//!
+//! The cost of `Shared` is one `readable()`/`writable()` call per `Shared` channel per batch of
+//! callbacks. A batch is what the map's thread runs before the map's sweep gets its turn:
+//! Tokio runs a `LocalSet`'s tasks in the order they were woken, so one batch holds the
+//! callbacks of every channel that became ready together. `Own` channels cost nothing on
+//! others' behalf, which is the speed of a native Tokio task; a map of many independent
+//! connections (echo handlers, asynchat connections fed through [`Map::with`]) should declare
+//! them `Own`. Lock-step passes ([`Map::poll`]) ask every channel before every pass, whatever
+//! its scope, as asyncore does.
+//!
+//! A forgotten wake does not hang a channel for good: once a second, a map with `Own` channels
+//! audits them, and one whose answer changed without a wake is woken and named in a `WARN`
+//! line ("stale interest …") that says to call [`Map::wake`] or to declare the channel
+//! `Shared`.
+//!
 //! # The reactor, step by step
 //!
 //! For each channel, repeatedly:
 //!
 //! 1. `readable()` and `writable()` are asked (never `WRITE` for a listener; always `WRITE` while
-//!    a connect is pending);
+//!    a connect is pending), and again when [interest](crate#interest-and-shared-state) may
+//!    have changed;
 //! 2. the channel's task awaits that readiness (Tokio's `poll_read_ready`/`poll_write_ready`),
 //!    and nothing when it wants nothing;
 //! 3. a read event runs `handle_accept` (listener) or `handle_connect` (first event of a
@@ -78,11 +154,34 @@
 //!    a returned error or a panic runs `handle_error`; `WouldBlock` is "nothing to do";
 //!    [`ExitNow`] stops the loop.
 //!
-//! Readiness is Tokio's cached readiness. It is cleared when an operation returns
-//! `WouldBlock`, and on a stream socket also when a read or write comes back short (fewer bytes
-//! than asked for: the socket is drained or full, Tokio's own rule). A handler that reads only
-//! part of what is waiting is called again at once, as asyncore's level-triggered `select`
-//! would call it.
+//! # When readiness clears
+//!
+//! Readiness is Tokio's cached readiness. The runtime's I/O driver sets it when the kernel
+//! reports an event, and it stays set, so the channel is dispatched again and again as
+//! asyncore's level-triggered `select` would report it, until an operation shows it gone:
+//!
+//! - an operation returns `WouldBlock` (a `recv` with nothing to read, a `send` into a full
+//!   buffer);
+//! - on a stream socket (and a pipe), a read or write comes back short, fewer bytes than asked
+//!   for: the socket is drained or full. This is Tokio's own rule, kept on systems whose
+//!   readiness is edge-triggered (Linux, the BSDs, macOS); it does not apply to a channel
+//!   watched for urgent data (a read stops short at the urgent mark) nor to a vectored write.
+//!
+//! Either way the readiness is cleared as it was observed *before* the operation: an event that
+//! the I/O driver recorded while the operation ran (data that arrived just after a read drained
+//! the socket, perhaps seen by a worker thread) survives the clear and wakes the channel again.
+//! So a handler that reads only part of what is waiting is called again at once, and one that
+//! reads everything is called again when more arrives, never later.
+//!
+//! # Scaling to more cores
+//!
+//! A map is one reactor on one thread, and a busy map uses one core. To use more, run several
+//! maps on several threads, each a `std::thread` with a current-thread runtime (or one of them
+//! on `block_on`), and split the connections between them: each map with a listener of its own
+//! on the same port (`SO_REUSEPORT`, through [`Channel::socket`]), or one acceptor handing
+//! connections to the others with [`MapHandle::add`]. A map takes no locks on its hot path;
+//! dispatchers on different maps share only what is `Send` and reach each other through
+//! handles.
 //!
 //! # Buffered output, datagrams, files and urgent data
 //!
@@ -98,6 +197,9 @@
 //!   `select` reports them).
 //! - Urgent data: [`Channel::set_urgent_events`] turns on `handle_expt` for a TCP channel's
 //!   out-of-band bytes, read with [`Channel::recv_urgent`].
+//! - Hand-over: [`Channel::take_stream`] takes a connection out of the map as a
+//!   [`NativeStream`] for native Tokio code; [`Channel::from_tcp`] and [`Channel::from_unix`]
+//!   bring one in.
 //!
 //! # asynchat
 //!
@@ -109,10 +211,11 @@
 //!
 //! # Watching it
 //!
-//! Everything is traced with [`tracing`] and silent until a subscriber is installed. Each
+//! Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and silent until a subscriber is installed. Each
 //! channel has a `channel` span (`id`, `fd`, `dispatcher`, `peer`) at `DEBUG`; each callback is
-//! a `TRACE` event; busy loops and errors are `WARN` and `ERROR`. For one deterministic pass at a
-//! time, [`Map::poll`] returns a [`Pass`]: who wanted what, what was ready, which callbacks ran.
+//! a `TRACE` event; busy loops, stale interest, unrun maps and errors are `WARN` and `ERROR`.
+//! For one deterministic pass at a time, [`Map::poll`] returns a [`Pass`]: who wanted what,
+//! what was ready, which callbacks ran.
 //!
 //! # Differences from Python's asyncore
 //!

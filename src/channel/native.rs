@@ -1,15 +1,5 @@
-//! Hand-over: a connection leaves the map as a native Tokio stream, or a native stream joins a
-//! map as a channel, with no byte lost either way.
-//!
-//! Out: [`Channel::take_stream`] removes the channel from its map (no `handle_close`; its
-//! async work is aborted) and returns the socket as a [`NativeStream`], still registered with
-//! Tokio, which implements `AsyncRead`/`AsyncWrite` for `tokio-util`'s `Framed` and friends.
-//! The channel itself keeps no unread input (every `recv` hands its bytes to the dispatcher),
-//! so what was read but not yet consumed is the dispatcher's to pass on, together with the
-//! stream; a dispatcher built on a framing or output buffer gives both back.
-//!
-//! In: [`Channel::from_tcp`] and [`Channel::from_unix`] adopt a connected Tokio stream; a
-//! native reader that already buffered input feeds it to the dispatcher it creates.
+//! Hand-over of a connection between a map and native code: [`NativeStream`] and
+//! [`Channel::take_stream`], whose docs say how.
 
 use std::io;
 use std::pin::Pin;
@@ -22,7 +12,61 @@ use crate::channel::Channel;
 use crate::error::closed_channel;
 use crate::io::{Io, Stream};
 
-/// A connected stream taken out of a map ([`Channel::take_stream`]).
+/// A connected stream taken out of a map ([`Channel::take_stream`]), for native Tokio code.
+///
+/// Out: [`Channel::take_stream`] removes the channel from its map (no `handle_close`; its
+/// async work is aborted) and returns the socket, still open and still registered with Tokio.
+/// A `NativeStream` implements [`AsyncRead`](https://docs.rs/tokio/1/tokio/io/trait.AsyncRead.html) and
+/// [`AsyncWrite`](https://docs.rs/tokio/1/tokio/io/trait.AsyncWrite.html), so it works with `tokio::io::AsyncReadExt`,
+/// `tokio-util`'s `Framed` and friends. The channel itself keeps
+/// no unread input (every `recv` hands its bytes to the dispatcher): what the dispatcher read
+/// but did not use is the dispatcher's to pass on with the stream; an asynchat connection does
+/// both with [`Chat::take_stream`](crate::chat::Chat::take_stream).
+///
+/// In: [`Channel::from_tcp`] and [`Channel::from_unix`] adopt a connected Tokio stream (match
+/// on the variants to get it back); a native reader that already buffered input feeds it to
+/// the dispatcher it creates.
+///
+/// # Example
+///
+/// A dispatcher hands its connection to native code at the first sign of input, without
+/// reading it; native code reads the bytes the dispatcher left and answers:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::io;
+/// use asyncore::{Channel, Dispatcher, Map, NativeStream};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio::sync::oneshot;
+///
+/// struct Handover { to_native: Option<oneshot::Sender<NativeStream>> }
+///
+/// impl Dispatcher for Handover {
+///     fn writable(&self, _: &Channel) -> bool { false }
+///     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+///         let stream = channel.take_stream()?; // leaves the map; the socket stays open
+///         if let Some(to_native) = self.to_native.take() {
+///             let _ = to_native.send(stream);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let (ours, mut peer) = tokio::net::UnixStream::pair()?;
+/// let (to_native, from_map) = oneshot::channel();
+/// let map = Map::new();
+/// map.add(Channel::from_unix(ours), Handover { to_native: Some(to_native) })?;
+/// peer.write_all(b"ping").await?;
+/// map.run().await?; // returns once the channel has left the map
+/// let mut stream = from_map.await.expect("handed over");
+/// let mut ping = [0; 4];
+/// stream.read_exact(&mut ping).await?; // no byte lost
+/// stream.write_all(b"pong").await?;
+/// let mut pong = [0; 4];
+/// peer.read_exact(&mut pong).await?;
+/// assert_eq!((&ping, &pong), (b"ping", b"pong"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum NativeStream {
     /// A TCP connection.
@@ -36,7 +80,7 @@ impl Channel {
     /// with [`close`](Channel::close) (no `handle_close`), but the socket stays open and is
     /// returned. Call it from a callback (or a [`Map::with`](crate::Map::with) closure) at a
     /// protocol switch, and hand the stream, plus any input your dispatcher buffered, to a
-    /// native task.
+    /// native task; [`NativeStream`] shows one.
     ///
     /// # Errors
     /// `InvalidInput` if the channel is not a connected (or connecting) stream;

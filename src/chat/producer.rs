@@ -9,6 +9,59 @@ use bytes::Bytes;
 /// writable; an empty `Bytes` means the producer is exhausted and is dropped. Unlike asynchat,
 /// which finds a producer by catching `TypeError` from slicing it, this is a trait: nothing masks
 /// a producer's own errors.
+///
+/// Closures, [`Bytes`](https://docs.rs/bytes/1/bytes/struct.Bytes.html) and `Vec<u8>` are producers; [`SimpleProducer`] hands out a buffer in
+/// chunks.
+///
+/// # Example
+///
+/// A countdown made line by line as the socket takes it, then a buffer in chunks, then the
+/// close; native code queues them through [`Map::with`](crate::Map::with):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::io;
+/// use asyncore::chat::{AsyncChat, Chat, ChatHandler, Producer, SimpleProducer};
+/// use asyncore::{Channel, Map};
+/// use bytes::Bytes;
+/// use tokio::io::AsyncReadExt;
+///
+/// struct Countdown(u32);
+///
+/// impl Producer for Countdown {
+///     fn more(&mut self) -> Bytes {
+///         if self.0 == 0 {
+///             return Bytes::new(); // exhausted
+///         }
+///         self.0 -= 1;
+///         format!("{}\n", self.0 + 1).into()
+///     }
+/// }
+///
+/// struct Quiet;
+///
+/// impl ChatHandler for Quiet {
+///     fn found_terminator(&mut self, _: &mut Chat, _: &mut Channel) -> io::Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// let (ours, mut peer) = tokio::net::UnixStream::pair()?;
+/// let map = Map::new();
+/// let id = map.add(Channel::from_unix(ours), AsyncChat::new(Quiet, b"\n"))?;
+/// map.with::<AsyncChat<Quiet>, _>(id, |chat, _| {
+///     let chat = chat.chat_mut();
+///     chat.push_with_producer(Countdown(3));
+///     chat.push_with_producer(SimpleProducer::new("liftoff\n", 3));
+///     chat.close_when_done();
+/// })?;
+/// let mut received = String::new();
+/// let (served, read) = tokio::join!(map.run(), peer.read_to_string(&mut received));
+/// served?;
+/// read?;
+/// assert_eq!(received, "3\n2\n1\nliftoff\n");
+/// # Ok(()) }
+/// ```
 pub trait Producer: 'static {
     /// The next chunk, or empty when there is no more.
     fn more(&mut self) -> Bytes;

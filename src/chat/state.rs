@@ -28,6 +28,57 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
 /// pushed returns (and on write events), in one `writev` for all lines a read produced. From
 /// native code ([`Map::with`](crate::Map::with), a handle's `call`) a push is sent on the next
 /// write event, since the reactor asks `writable()` again after such a call.
+///
+/// # Example
+///
+/// A protocol of sized messages, `LENGTH\n` then that many bytes: the handler switches the
+/// terminator between a delimiter and a count, and each switch applies to the input already
+/// read.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::io;
+/// use asyncore::chat::{AsyncChat, Chat, ChatHandler, Terminator};
+/// use asyncore::{Channel, Map};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// struct Sized;
+///
+/// impl ChatHandler for Sized {
+///     fn found_terminator(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
+///         let record = chat.take_data();
+///         if let Terminator::Count(_) = chat.get_terminator() {
+///             // A body ended: answer it, and read the next header.
+///             chat.set_terminator(b"\n");
+///             chat.push_line(format!("got {}", String::from_utf8_lossy(&record))); // + "\n"
+///         } else {
+///             // A header ended: the body is the next `length` bytes.
+///             let length: usize = std::str::from_utf8(&record)
+///                 .ok()
+///                 .and_then(|text| text.parse().ok())
+///                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad length"))?;
+///             chat.set_terminator(length);
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let (ours, mut peer) = tokio::net::UnixStream::pair()?;
+/// let map = Map::new();
+/// map.add(Channel::from_unix(ours), AsyncChat::new(Sized, b"\n"))?;
+/// let talk = async move {
+///     peer.write_all(b"5\nhello3\nabc").await?; // two messages in one write
+///     peer.shutdown().await?; // end of file: the chat sends what is queued, then closes
+///     let mut answers = String::new();
+///     peer.read_to_string(&mut answers).await?;
+///     assert_eq!(answers, "got hello\ngot abc\n");
+///     io::Result::Ok(())
+/// };
+/// let (served, talked) = tokio::join!(map.run(), talk);
+/// served?;
+/// talked?;
+/// # Ok(()) }
+/// ```
 pub struct Chat {
     framer: Framer,
     incoming: Incoming,

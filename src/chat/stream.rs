@@ -12,6 +12,55 @@ use crate::chat::state::Chat;
 /// A connection taken out of a chat: the socket, the input already read but not framed, and
 /// the output queued but not sent. Nothing is lost: read `unparsed` before the socket, write
 /// `unsent` before anything else (or let [`into_framed`](ChatStream::into_framed) do both).
+///
+/// # Example
+///
+/// A line protocol whose `UPGRADE` command hands the connection to native code, here a
+/// `tokio-util` [`Framed`](https://docs.rs/tokio-util/0.7/tokio_util/codec/struct.Framed.html) with
+/// [`LinesCodec`](https://docs.rs/tokio-util/0.7/tokio_util/codec/struct.LinesCodec.html). The line the
+/// peer sent right after the command was read with it and is in `unparsed`; the reply pushed
+/// before the hand-over is in `unsent`:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::io;
+/// use asyncore::chat::{AsyncChat, Chat, ChatHandler, ChatStream};
+/// use asyncore::{Channel, Map};
+/// use futures::{SinkExt, StreamExt};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use tokio::sync::oneshot;
+/// use tokio_util::codec::LinesCodec;
+///
+/// struct Upgrade { to_native: Option<oneshot::Sender<ChatStream>> }
+///
+/// impl ChatHandler for Upgrade {
+///     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+///         if chat.take_line() == "UPGRADE" {
+///             chat.push_line("switching");
+///             let taken = chat.take_stream(channel)?; // the channel leaves the map
+///             if let Some(to_native) = self.to_native.take() {
+///                 let _ = to_native.send(taken);
+///             }
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let (ours, mut peer) = tokio::net::UnixStream::pair()?;
+/// let (to_native, from_map) = oneshot::channel();
+/// let map = Map::new();
+/// map.add(Channel::from_unix(ours), AsyncChat::new(Upgrade { to_native: Some(to_native) }, b"\n"))?;
+/// peer.write_all(b"UPGRADE\nfirst native line\n").await?;
+/// map.run().await?; // returns once the connection has left the map
+/// let mut lines = from_map.await.expect("handed over").into_framed(LinesCodec::new());
+/// assert_eq!(lines.next().await.transpose().map_err(io::Error::other)?.as_deref(), Some("first native line"));
+/// lines.send("welcome").await.map_err(io::Error::other)?; // after the unsent "switching"
+/// drop(lines);
+/// let mut answers = String::new();
+/// peer.read_to_string(&mut answers).await?;
+/// assert_eq!(answers, "switching\nwelcome\n");
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct ChatStream {
     /// The socket, a Tokio stream.
@@ -25,7 +74,7 @@ pub struct ChatStream {
 }
 
 impl ChatStream {
-    /// A [`Framed`] over the stream whose read buffer starts with the unparsed input and whose
+    /// A [`Framed`](https://docs.rs/tokio-util/0.7/tokio_util/codec/struct.Framed.html) over the stream whose read buffer starts with the unparsed input and whose
     /// write buffer holds the unsent output (sent on the first flush).
     pub fn into_framed<C: Decoder>(self, codec: C) -> Framed<NativeStream, C> {
         // from_parts, unlike writing into a new Framed's buffer, makes it decode the unparsed

@@ -1,28 +1,33 @@
-//! The framing core: [`Terminator`] and [`Framer`], asynchat's `handle_read` loop without the
-//! socket.
-//!
-//! A [`Framer`] holds input that has not been framed yet and turns it into [`FrameEvent`]s, one
-//! at a time, so the caller can change the terminator between two events and have the change
-//! apply to the rest of the input already buffered (asynchat re-reads `get_terminator()` on
-//! every turn of its loop; pipelined SMTP `DATA` depends on it).
-//!
-//! The events are asynchat's, byte for byte: data before a terminator is reported in one or
-//! more [`FrameEvent::Data`] chunks (never empty), then [`FrameEvent::Terminator`]; the
-//! terminator's own bytes are never reported, even when they arrive split across reads. Only a
-//! possible beginning of the terminator at the very end of the input (at most `len - 1` bytes)
-//! is held back; everything else is handed out at once. So the framer itself never holds more
-//! than one read plus `len - 1` bytes, whatever the peer sends, and no byte is searched more
-//! than twice. Chunks are slices of the buffers that were fed (`Bytes` splits, no copies),
-//! except when a held-back prefix has to be joined to the next read.
+//! The framing core, asynchat's `handle_read` loop without the socket: [`Terminator`] and
+//! [`Framer`], whose docs say how it frames.
 
 use bytes::{Bytes, BytesMut};
 use memchr::memmem::Finder;
 
 /// What ends a record: asynchat's `set_terminator` argument.
 ///
-/// Convert from bytes (`b"\r\n"`, `"\n"`, `Vec<u8>`, [`Bytes`]) for a delimiter, from `usize`
+/// Convert from bytes (`b"\r\n"`, `"\n"`, `Vec<u8>`, [`Bytes`](https://docs.rs/bytes/1/bytes/struct.Bytes.html)) for a delimiter, from `usize`
 /// for a byte count. An empty delimiter and a count of 0 behave as [`Terminator::None`] (all
 /// falsy terminators do in asynchat).
+///
+/// ```
+/// use asyncore::chat::{FrameEvent, Framer, Terminator};
+/// use bytes::Bytes;
+///
+/// assert_eq!(Terminator::from("\r\n"), Terminator::Bytes(Bytes::from_static(b"\r\n")));
+/// assert_eq!(Terminator::from(4), Terminator::Count(4));
+/// assert!(Terminator::from(b"").is_none());
+///
+/// // A count is used up as bytes arrive: the framer tells how many are still missing.
+/// let mut framer = Framer::new(4);
+/// framer.feed(Bytes::from_static(b"ab"));
+/// assert_eq!(framer.next_event(), Some(FrameEvent::Data(Bytes::from_static(b"ab"))));
+/// assert_eq!(framer.terminator(), &Terminator::Count(2));
+/// framer.feed(Bytes::from_static(b"cd"));
+/// assert_eq!(framer.next_event(), Some(FrameEvent::Data(Bytes::from_static(b"cd"))));
+/// assert_eq!(framer.next_event(), Some(FrameEvent::Terminator));
+/// assert_eq!(framer.terminator(), &Terminator::Count(0));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum Terminator {
     /// A delimiter of any length: a record ends where it occurs.
@@ -99,7 +104,22 @@ pub enum FrameEvent {
     Terminator,
 }
 
-/// Input not framed yet, and the terminator that frames it. Pure: no I/O.
+/// Input not framed yet, and the terminator that frames it: asynchat's `handle_read` loop
+/// without the socket. Pure: no I/O.
+///
+/// A `Framer` turns its input into [`FrameEvent`]s one at a time, so the caller can change the
+/// terminator between two events and have the change apply to the rest of the input already
+/// buffered (asynchat reads `get_terminator()` again on every turn of its loop; pipelined SMTP
+/// `DATA` depends on it).
+///
+/// The events are asynchat's, byte for byte: data before a terminator is reported in one or
+/// more [`FrameEvent::Data`] chunks (never empty), then [`FrameEvent::Terminator`]; the
+/// terminator's own bytes are never reported, even when they arrive split across reads. Only a
+/// possible beginning of the terminator at the very end of the input (at most `len - 1` bytes)
+/// is held back; everything else is handed out at once. So the framer never holds more than
+/// one read plus `len - 1` bytes, whatever the peer sends, and no byte is searched more than
+/// twice. Chunks are slices of the buffers that were fed (`Bytes` splits, no copies), except
+/// when a held-back prefix has to be joined to the next read.
 ///
 /// ```
 /// use asyncore::chat::{FrameEvent, Framer};

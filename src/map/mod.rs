@@ -3,8 +3,8 @@
 //!
 //! - this file: the map and its members (channels and native member tasks);
 //! - `run`: the free-running loop ([`Map::run`], [`Map::run_until`], [`Map::serve`]);
-//! - `sweep`: the interest sweep, which keeps asyncore's rule that interest is asked before
-//!   every wait for dispatchers whose interest depends on shared state;
+//! - `sweep`: the interest sweep and the audit ([interest and shared
+//!   state](crate#interest-and-shared-state));
 //! - `remote`: what the map shares with other threads (requests from handles, emptiness);
 //! - `watchdog`: the warning for a map that nothing runs.
 //!
@@ -47,47 +47,36 @@ pub(crate) use remote::{Remote, Request};
 /// # What runs where
 ///
 /// A map lives on one thread. Each channel added to it becomes a Tokio task on the map's own
-/// [`LocalSet`], so all callbacks of a map run on that thread, one at a time (asyncore's
-/// single-threaded guarantee), and dispatchers can share state through `Rc<RefCell<_>>` the way
-/// Python objects share it. The tasks make progress while the map is being run, by
-/// [`Map::run`] (free-running, until the map is empty) or [`Map::run_count`] / [`Map::poll`]
-/// (lock-step passes). Between runs they are frozen, like an asyncore program between calls to
-/// `loop()`.
-///
-/// A map is `!Send`, so the compiler keeps it on the thread that made it: run it there, inside
-/// any Tokio runtime with I/O and time enabled (`#[tokio::main]`, a current-thread runtime, a
-/// `LocalSet`, `block_on` on a multi-thread runtime). Native tasks on other threads reach it
-/// through a [`MapHandle`](crate::MapHandle). A map to which channels were added but that
-/// nothing runs says so: a `WARN` log line names the channel and the fix.
+/// [`LocalSet`](https://docs.rs/tokio/1/tokio/task/struct.LocalSet.html), so all callbacks of a map run on that thread, one at a time, and dispatchers
+/// can share state through `Rc<RefCell<_>>`. The tasks make progress while the map is being
+/// run, by [`Map::run`] (free-running, until the map is empty) or [`Map::run_count`] /
+/// [`Map::poll`] (lock-step passes); between runs they are frozen. Native tasks on other
+/// threads reach the map through a [`MapHandle`](crate::MapHandle). The crate docs say more:
+/// [what runs where](crate#what-runs-where).
 ///
 /// # Hosting a map in a multi-thread runtime
 ///
-/// The usual Tokio application runs `#[tokio::main]` with worker threads. A map runs on the
-/// thread that calls `block_on` (the `main` function's thread), or on a thread of its own with
-/// a current-thread runtime; its channels' readiness still comes from the runtime's I/O driver,
-/// on whichever thread polls it. Never add to the default map ([`socket_map`],
-/// [`asyncore::add`](crate::add)) from a task spawned with `tokio::spawn`: that task runs on a
-/// worker thread, whose default map nothing can run (its `run` future is not `Send`).
+/// A map is `!Send`, so the compiler keeps it on the thread that made it: run it there, inside
+/// any Tokio runtime with I/O and time enabled (`#[tokio::main]`, a current-thread runtime, a
+/// `LocalSet`, `block_on` on a multi-thread runtime), or on a thread of its own with
+/// [`Map::serve`]. Never add to the default map ([`socket_map`], [`asyncore::add`](crate::add))
+/// from a task spawned with `tokio::spawn`: nothing can run a worker thread's map, and a `WARN`
+/// line says so. See [hosting a map in a multi-thread
+/// runtime](crate#hosting-a-map-in-a-multi-thread-runtime).
 ///
 /// # Interest and shared state
 ///
-/// asyncore asks every channel's `readable()` and `writable()` before every `select`. Here each
-/// channel's task asks its own dispatcher before it waits, and the map keeps the rule across
-/// dispatchers according to their
-/// [`interest_scope`](crate::Dispatcher::interest_scope): after every batch of callbacks, the
-/// channels with [`InterestScope::Shared`] (the default) are asked again, so that a dispatcher
-/// whose `writable()` reads a buffer another dispatcher fills starts writing as soon as it is
-/// filled, as in asyncore; channels with [`InterestScope::Own`] are asked only after their own
-/// callbacks and after [`Map::wake`]. The sweep costs one `readable()`/`writable()` call per
-/// `Shared` channel per batch of callbacks; `Own` channels cost nothing. Once a second, the
-/// map checks its `Own` channels; one whose interest changed without a wake is woken and
-/// named in a `WARN` line.
+/// Channels whose dispatcher's [`interest_scope`](crate::Dispatcher::interest_scope) is
+/// [`InterestScope::Shared`] (the default) are asked for their interest again after every batch
+/// of callbacks on the map, as asyncore asks before every `select`; those with
+/// [`InterestScope::Own`] only after their own callbacks, [`Map::with`] and handle calls, and
+/// [`Map::wake`]. The rule, its cost and the audit of `Own` channels: [interest and shared
+/// state](crate#interest-and-shared-state).
 ///
 /// # More cores
 ///
-/// To use more than one core, run several maps on several threads (each with its own
-/// listener using `SO_REUSEPORT`, or handing accepted connections over through a
-/// [`MapHandle`](crate::MapHandle)); a map never takes locks on its hot path.
+/// One map uses one core; run several maps on several threads ([scaling to more
+/// cores](crate#scaling-to-more-cores)).
 ///
 /// # The default map
 ///

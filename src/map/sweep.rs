@@ -1,12 +1,7 @@
-//! The interest sweep: asyncore asks every channel's `readable()` and `writable()` before every
-//! poll; a channel task asks its own dispatcher before it waits. For dispatchers whose answers
-//! may depend on state other callbacks change ([`InterestScope::Shared`]), the sweep closes the
-//! gap: after every batch of callbacks it asks them again, and wakes those whose answer
-//! changed. A batch is what the map's thread runs before the sweep's own task gets its turn
-//! (Tokio runs a `LocalSet`'s tasks in the order they were woken).
-//!
-//! The audit checks the other dispatchers ([`InterestScope::Own`]) once a second, and names
-//! any whose interest went stale without a wake.
+//! The interest sweep (asks [`InterestScope::Shared`] channels again after every batch of
+//! callbacks) and the audit (checks [`InterestScope::Own`] channels once a second): the rule,
+//! its cost and what a batch is are in the crate docs, [interest and shared
+//! state](crate#interest-and-shared-state).
 
 use std::future::poll_fn;
 use std::rc::{Rc, Weak};

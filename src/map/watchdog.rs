@@ -1,8 +1,8 @@
-//! A map that nothing runs is a server that never accepts, with no error anywhere: the classic
-//! is `asyncore::add` inside a task spawned with `tokio::spawn`, which puts the channel in a
-//! worker thread's default map. When a channel is added to a map that is not running, a
-//! watchdog (a `Send` task on the runtime) looks again after a grace period and, if the map
-//! has not run since, says so at `WARN`, once, naming the channel and the fix.
+//! The warning for a map that nothing runs (why it matters: [hosting a map in a multi-thread
+//! runtime](crate#hosting-a-map-in-a-multi-thread-runtime)). When a channel is added to a map
+//! that is not running, a watchdog (a `Send` task on the runtime) looks again after a grace
+//! period and, if the map has not run since, says so at `WARN`, once, naming the channel and
+//! the fix.
 
 use std::cell::Cell;
 use std::sync::Arc;
