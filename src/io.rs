@@ -35,14 +35,18 @@
 //! - on edge-triggered systems, a read or write of a stream, or of a pipe, that transfers
 //!   fewer bytes than it was offered: the socket is drained or full ([`short_transfer`]).
 //!   Not a read of a stream watched for urgent data, which stops short at the urgent mark,
-//!   and not a vectored write, which also stops at `IOV_MAX` buffers.
+//!   and not a vectored write, which also stops at `IOV_MAX` buffers;
+//! - collecting a datagram socket's pending error (`SO_ERROR`), which clears its `ERROR`
+//!   readiness (module `datagram`).
 //!
-//! Either way it is cleared with the snapshot of the readiness (and its tick) taken *before*
+//! Each time it is cleared with the snapshot of the readiness (and its tick) taken *before*
 //! the operation, never after: every such operation runs inside Tokio's `try_io`, through one
 //! function, [`do_io`]. Tokio ignores a clear whose tick is not the latest, so an event the
 //! driver recorded while the operation ran (data that came after the read had drained the
 //! socket) stays set and wakes the channel. A clear with a snapshot taken after the operation
-//! would erase it, and edge-triggered epoll never reports it again.
+//! would erase it, and edge-triggered epoll never reports it again. (The urgent-data watch,
+//! module `urgent`, clears `PRIORITY` through the guard of the event it waited for, which
+//! carries that event's tick: the same rule.)
 //!
 //! Readiness polls go through Tokio's I/O registration, which consumes the task's cooperative
 //! budget, so a channel that is always ready still yields to other tasks (the reactor relies on
