@@ -177,22 +177,7 @@ async fn forward_one_mebibyte() {
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
     let expected: Vec<u8> = data.iter().map(|b| !b).collect();
     let client = client(address.as_inet().unwrap(), data);
-    let (done, finished) = tokio::sync::oneshot::channel();
-    let waiter = std::thread::spawn(move || {
-        let answer = client.join();
-        let _ = done.send(());
-        answer
-    });
-    // A forwarder whose sender never learns that its buffer filled hangs here until the bound.
-    map.run_until(async {
-        let _ = finished.await;
-    })
-    .await
-    .unwrap();
-    let answer = waiter
-        .join()
-        .unwrap()
-        .expect("the client got every byte back");
+    let answer = util::run_until_done(&map, client).await;
     assert_eq!(answer.len(), expected.len());
     assert!(answer == expected, "the forwarded bytes differ");
     map.close_all();
@@ -313,19 +298,9 @@ fn fill_from_a_member_task(scope: InterestScope, wake: bool) -> (Vec<u8>, String
                 let mut answer = vec![0; b"filled by native code".len()];
                 peer.read_exact(&mut answer).map(|()| answer)
             });
-            let (done, finished) = tokio::sync::oneshot::channel();
-            let waiter = std::thread::spawn(move || {
-                let answer = reader.join().unwrap();
-                let _ = done.send(());
-                answer
-            });
-            map.run_until(async {
-                let _ = finished.await;
-            })
-            .await
-            .unwrap();
+            let answer = util::run_until_done(&map, reader).await;
             map.close_all();
-            waiter.join().unwrap().expect("the peer got the bytes")
+            answer.expect("the peer got the bytes")
         })
     });
     (answer, captured.text())
@@ -410,20 +385,7 @@ fn own_scope_channels_are_not_asked_on_others_behalf() {
                 assert_eq!(&echo, message.as_bytes());
             }
         });
-        let (done, finished) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let talked = talker.join();
-            let _ = done.send(talked);
-        });
-        let mut talked = None;
-        map.run_until(async {
-            talked = finished.await.ok();
-        })
-        .await
-        .unwrap();
-        talked
-            .expect("the talker finished")
-            .expect("every echo came back");
+        util::run_until_done(&map, talker).await;
         let (shared, own) = (counts[0].get(), counts[1].get());
         assert!(
             shared >= ROUNDS,
@@ -519,20 +481,8 @@ async fn terminator_change_frames_buffered_input() {
         let mut answer = [0; 5];
         peer.read_exact(&mut answer).map(|()| answer)
     });
-    let (done, finished) = tokio::sync::oneshot::channel();
-    let waiter = std::thread::spawn(move || {
-        let answer = reader.join().unwrap();
-        let _ = done.send(());
-        answer
-    });
-    map.run_until(async {
-        let _ = finished.await;
-    })
-    .await
-    .unwrap();
-    let answer = waiter
-        .join()
-        .unwrap()
+    let answer = util::run_until_done(&map, reader)
+        .await
         .expect("the answer came without more input");
     assert_eq!(&answer, b"abcE|");
     map.close_all();
@@ -651,21 +601,8 @@ async fn rounds_through(path: Path, rounds: usize) {
         }
     };
     map.spawn(driver);
-    let (done, finished) = tokio::sync::oneshot::channel();
-    let waiter = std::thread::spawn(move || {
-        let result = reader.join();
-        let _ = done.send(());
-        result
-    });
-    map.run_until(async {
-        let _ = finished.await;
-    })
-    .await
-    .unwrap();
-    waiter
-        .join()
-        .unwrap()
-        .expect("the reader")
+    util::run_until_done(&map, reader)
+        .await
         .unwrap_or_else(|e| panic!("{path:?}: {e}"));
     map.close_all();
 }

@@ -215,3 +215,26 @@ impl Dispatcher for Recorder {
         channel.close();
     }
 }
+
+/// Runs `map` until `peer` (a thread playing the other end) has finished, and returns what the
+/// thread returned (a panic in it is the test's panic).
+pub async fn run_until_done<T: Send + 'static>(
+    map: &asyncore::Map,
+    peer: std::thread::JoinHandle<T>,
+) -> T {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::spawn(move || {
+        let outcome = peer.join();
+        let _ = done.send(());
+        outcome
+    });
+    map.run_until(async {
+        let _ = finished.await;
+    })
+    .await
+    .unwrap();
+    match waiter.join().unwrap() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
