@@ -320,8 +320,10 @@ impl Channel {
     /// The channel is [`connecting`](Channel::connecting) until the reactor sees the socket
     /// become writable (it waits for that whatever `writable()` says); then `handle_connect`
     /// runs, before any read or write callback, with [`connected`](Channel::connected) already
-    /// true. A connect that fails later (refused, unreachable) reaches `handle_error` with the
-    /// OS error.
+    /// true, and `handle_write` follows only if `writable()` said yes. A `handle_connect` that
+    /// fails leaves the connect pending, to be run again at the next event, as in asyncore
+    /// (see [`Dispatcher::handle_connect`](crate::Dispatcher::handle_connect)). A connect that
+    /// fails later (refused, unreachable) reaches `handle_error` with the OS error.
     ///
     /// A datagram channel's connect fixes its peer at once (there is no handshake); it is
     /// `connecting` only until the reactor runs `handle_connect`, and may send before that.
@@ -386,6 +388,15 @@ impl Channel {
                 self.connecting = false;
                 Err(failed(e))
             }
+        }
+    }
+
+    /// `handle_connect` failed: the connect counts as pending again, so that the next event
+    /// runs it again (asyncore sets `connected` only once `handle_connect` has returned).
+    pub(crate) fn connect_pending_again(&mut self) {
+        if !self.closed {
+            self.connected = false;
+            self.connecting = true;
         }
     }
 

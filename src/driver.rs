@@ -53,6 +53,9 @@ pub(crate) struct Entry {
     flags: Rc<LoopFlags>,
     waker: Cell<Option<Waker>>,
     poked: Cell<bool>,
+    /// The last interest asked had `WRITE` only to see a pending connect complete: the
+    /// dispatcher's `writable()` said no, so that write event runs `handle_connect` alone.
+    connect_only: Cell<bool>,
     close_notified: Cell<bool>,
     close_requested: Cell<bool>,
     spins: Cell<u32>,
@@ -96,6 +99,7 @@ impl Entry {
             flags: map.flags.clone(),
             waker: Cell::new(None),
             poked: Cell::new(false),
+            connect_only: Cell::new(false),
             close_notified: Cell::new(false),
             close_requested: Cell::new(false),
             spins: Cell::new(0),
@@ -120,7 +124,9 @@ impl Entry {
                 if dispatcher.readable(&channel) && !channel.eof {
                     want = want | Interest::READ;
                 }
-                if channel.connecting() || (!channel.accepting() && dispatcher.writable(&channel)) {
+                let writable = !channel.accepting() && dispatcher.writable(&channel);
+                self.connect_only.set(channel.connecting() && !writable);
+                if channel.connecting() || writable {
                     want = want | Interest::WRITE;
                 }
                 want
@@ -313,6 +319,11 @@ impl Entry {
                 if ch.connecting() && !self.connect_event(d, ch, record) {
                     return;
                 }
+                // The channel waited for writability only to see its connect complete:
+                // `writable()` said no, and asyncore calls `handle_write` only when it said yes.
+                if self.connect_only.get() {
+                    return;
+                }
                 self.call(d, ch, Event::Write, record, |d, ch| d.handle_write(ch));
             }
             // asyncore's `handle_expt_event`: a socket error goes to `handle_close`.
@@ -334,7 +345,13 @@ impl Entry {
         }
     }
 
-    /// Completes a pending connect; true when the channel is connected and still open.
+    /// Completes a pending connect; true when the channel is connected, `handle_connect`
+    /// succeeded and the channel is still open.
+    ///
+    /// A `handle_connect` that fails (an error, `WouldBlock` and `ExitNow` included, or a
+    /// panic) leaves the connect pending, as asyncore does (it sets `connected` only after
+    /// `handle_connect` returns): no read or write callback follows in this event, and the next
+    /// event runs `handle_connect` again.
     fn connect_event(
         &self,
         d: &mut dyn Dispatcher,
@@ -342,7 +359,19 @@ impl Entry {
         record: &mut Record<'_>,
     ) -> bool {
         match ch.finish_connect() {
-            Ok(true) => self.call(d, ch, Event::Connect, record, |d, ch| d.handle_connect(ch)),
+            Ok(true) => {
+                let mut done = false;
+                let open = self.call(d, ch, Event::Connect, record, |d, ch| {
+                    let result = catch_unwind(AssertUnwindSafe(|| d.handle_connect(ch)));
+                    done = matches!(result, Ok(Ok(())));
+                    if !done {
+                        // Before the error is routed: handle_error sees the connect pending.
+                        ch.connect_pending_again();
+                    }
+                    result.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+                });
+                open && done
+            }
             Ok(false) => false,
             Err(e) => {
                 self.route(d, ch, e, record);
