@@ -90,6 +90,9 @@ pub struct Channel {
     /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
     /// beside the stream rather than in it, so that ordinary streams pay nothing for it.
     pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
+    /// Run once by [`close`](Channel::close) while the socket is still open: asynchat's output
+    /// sends what the socket takes, as asynchat's `push` would have sent it at once.
+    pub(crate) before_close: std::cell::OnceCell<Box<dyn Fn(&mut Channel)>>,
 }
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
@@ -194,6 +197,7 @@ impl Channel {
             deadline: None,
             work: Vec::new(),
             urgent: None,
+            before_close: std::cell::OnceCell::new(),
         }
     }
 
@@ -597,9 +601,15 @@ impl Channel {
     /// As in asyncore, `close` does not call `handle_close`; it is what `handle_close` calls.
     /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns. Work
     /// started with [`spawn`](Channel::spawn) is aborted and the deadline cleared.
+    ///
+    /// The channel of an [`AsyncChat`](crate::chat::AsyncChat) first sends what the socket
+    /// takes of the chat's queued output (see [`Chat::push`](crate::chat::Chat::push)).
     pub fn close(&mut self) {
         if self.closed {
             return;
+        }
+        if let Some(flush) = self.before_close.take() {
+            flush(self);
         }
         self.closed = true;
         self.accepting = false;

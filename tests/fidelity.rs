@@ -8,16 +8,14 @@
 
 mod util;
 
-use std::cell::Cell;
-use std::io;
+use std::io::{self, Read, Write};
 use std::process::Command;
-use std::rc::Rc;
 use std::time::Duration;
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
 use asyncore::{Channel, Dispatcher, Event, Family, Map};
 use util::programs::python3;
-use util::{block_on, Log, LIMIT};
+use util::{any_address, block_on, Log, LIMIT};
 
 /// How long a pass that should find nothing waits (asyncore's twin uses the same timeout).
 const QUIET: Duration = Duration::from_millis(50);
@@ -360,5 +358,245 @@ fn a_panicking_or_exiting_handle_connect_is_retried() {
         }
         expected.extend(["connect", "write"]);
         assert_eq!(log.entries(), expected, "exit={exit}");
+    }
+}
+
+// ----- asynchat: a reply pushed right before the channel closes -----
+
+/// The Python twin of `push_then_close`: an `async_chat` on one end of a socket pair answers
+/// "go\n" with `size` bytes, then closes (`close`) or closes when done (`close_when_done`).
+/// With `close`, the peer reads only once the map is empty; with `close_when_done`, between
+/// passes. Prints how many bytes the peer got.
+const PUSH_CLOSE_TWIN: &str = r#"
+import asyncore, asynchat, socket, sys
+mode, size, sndbuf = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+a, b = socket.socketpair()
+if sndbuf:
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+reply = bytes(i % 251 for i in range(size))
+class Reply(asynchat.async_chat):
+    def collect_incoming_data(self, data): pass
+    def found_terminator(self):
+        self.push(reply)
+        if mode == "close": self.close()
+        else: self.close_when_done()
+m = {}
+r = Reply(a, map=m); r.set_terminator(b"\n")
+b.sendall(b"go\n")
+got = bytearray()
+b.setblocking(False)
+while m:
+    asyncore.loop(timeout=1, map=m, count=1)
+    if mode == "close": continue
+    try:
+        while True:
+            d = b.recv(1 << 20)
+            if not d: break
+            got += d
+    except BlockingIOError:
+        pass
+b.setblocking(True)
+while True:
+    d = b.recv(1 << 20)
+    if not d: break
+    got += d
+assert got == reply[:len(got)]
+print(len(got))
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Goodbye {
+    /// `chat.push(reply); channel.close()`
+    Close,
+    /// `chat.push(reply); chat.close_when_done()`
+    CloseWhenDone,
+}
+
+fn reply(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// Answers the first line with `reply(size)`, then closes as `goodbye` says.
+struct Replier {
+    size: usize,
+    goodbye: Goodbye,
+}
+
+impl ChatHandler for Replier {
+    fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        chat.take_data();
+        chat.push(reply(self.size));
+        match self.goodbye {
+            Goodbye::Close => channel.close(),
+            Goodbye::CloseWhenDone => chat.close_when_done(),
+        }
+        Ok(())
+    }
+}
+
+/// The peer's end of a connection: a blocking std socket with `LIMIT` as its read timeout.
+trait Peer: Read + Write + Send {}
+impl<T: Read + Write + Send> Peer for T {}
+
+/// A connected channel over `family` (loopback TCP, or a Unix socket whose file is removed
+/// once connected) and the peer's end.
+fn connection(family: Family) -> (Channel, Box<dyn Peer>) {
+    let address = any_address(family);
+    match &address {
+        asyncore::Address::Inet(ip) => {
+            let listener = std::net::TcpListener::bind(ip).unwrap();
+            let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            peer.set_read_timeout(Some(LIMIT)).unwrap();
+            let ours = tokio::net::TcpStream::from_std(ours).unwrap();
+            (Channel::from_tcp(ours), Box::new(peer))
+        }
+        asyncore::Address::Unix(path) => {
+            let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+            let peer = std::os::unix::net::UnixStream::connect(path).unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            std::fs::remove_file(path).unwrap();
+            ours.set_nonblocking(true).unwrap();
+            peer.set_read_timeout(Some(LIMIT)).unwrap();
+            let ours = tokio::net::UnixStream::from_std(ours).unwrap();
+            (Channel::from_unix(ours), Box::new(peer))
+        }
+        other => panic!("no connection for {other:?}"),
+    }
+}
+
+/// Serves one `Replier` on `ours` and returns what the peer read up to end of file. With
+/// `Goodbye::Close` the peer starts reading only once the map is empty, so the count is what
+/// the close itself delivered; with `CloseWhenDone` it reads from the start.
+fn push_then_close(
+    connect: impl FnOnce() -> (Channel, Box<dyn Peer>),
+    size: usize,
+    goodbye: Goodbye,
+    sndbuf: Option<usize>,
+) -> Vec<u8> {
+    block_on(async move {
+        let (ours, mut peer) = connect();
+        if let Some(size) = sndbuf {
+            ours.socket().unwrap().set_send_buffer_size(size).unwrap();
+        }
+        let map = Map::new();
+        map.add(ours, AsyncChat::new(Replier { size, goodbye }, b"\n"))
+            .unwrap();
+        peer.write_all(b"go\n").unwrap();
+        let (go, start) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            start.recv().unwrap();
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).map(|_| all)
+        });
+        if goodbye == Goodbye::CloseWhenDone {
+            go.send(()).unwrap();
+        }
+        map.run().await.unwrap();
+        let _ = go.send(());
+        tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    })
+}
+
+/// asynchat's `push` sends at once, so a reply pushed right before `close()` reaches the
+/// peer. Here `push` only queues, and `close` sends what the socket takes first: a reply that
+/// fits in the socket's buffer arrives whole, then end of file. Over TCP (v4, v6) and Unix
+/// sockets; `close_when_done` likewise.
+#[test]
+fn a_reply_pushed_before_close_reaches_the_peer() {
+    for family in util::FAMILIES {
+        for size in [10, 4096] {
+            for goodbye in [Goodbye::Close, Goodbye::CloseWhenDone] {
+                let got = push_then_close(|| connection(family), size, goodbye, None);
+                assert!(
+                    got == reply(size),
+                    "{family:?} {goodbye:?}: the peer got {} of {size} bytes",
+                    got.len()
+                );
+            }
+        }
+    }
+}
+
+/// A reply larger than the socket's send buffer, pushed before `close()`: the close sends
+/// what the socket takes without waiting, and the rest is dropped with the socket (asynchat
+/// sends one chunk of at most 64 KiB inside `push` and drops the rest too). The peer gets a
+/// prefix of the reply, then end of file; `close_when_done` delivers all of it.
+#[test]
+fn a_reply_larger_than_the_socket_buffer() {
+    const BIG: usize = 1_000_000;
+    for family in util::FAMILIES {
+        let got = push_then_close(|| connection(family), BIG, Goodbye::Close, Some(4096));
+        assert!(
+            !got.is_empty() && got.len() < BIG,
+            "{family:?}: the peer got {} bytes",
+            got.len()
+        );
+        assert!(
+            got[..] == reply(BIG)[..got.len()],
+            "{family:?}: not a prefix"
+        );
+        let got = push_then_close(
+            || connection(family),
+            BIG,
+            Goodbye::CloseWhenDone,
+            Some(4096),
+        );
+        assert!(
+            got == reply(BIG),
+            "{family:?} close_when_done: the peer got {} of {BIG} bytes",
+            got.len()
+        );
+    }
+}
+
+/// Side by side with asynchat on a Unix socket pair: after `push` and `close`, the peer gets at
+/// least what it gets from asynchat (which sends one chunk of at most 64 KiB), with default
+/// and with small send buffers; after `close_when_done`, everything, as from asynchat.
+#[test]
+fn push_then_close_delivers_at_least_what_asynchat_does() {
+    let cases = [
+        (Goodbye::Close, 10, None),
+        (Goodbye::Close, 100_000, None),
+        (Goodbye::Close, 1_000_000, None),
+        (Goodbye::Close, 1_000_000, Some(4096)),
+        (Goodbye::CloseWhenDone, 100_000, None),
+        (Goodbye::CloseWhenDone, 1_000_000, Some(4096)),
+    ];
+    for (goodbye, size, sndbuf) in cases {
+        let pair = || {
+            let (ours, theirs) = util::socket_pair();
+            (ours, Box::new(theirs) as Box<dyn Peer>)
+        };
+        let got = push_then_close(pair, size, goodbye, sndbuf);
+        assert!(got[..] == reply(size)[..got.len()], "not a prefix");
+        if goodbye == Goodbye::CloseWhenDone || size <= 65536 {
+            assert_eq!(got.len(), size, "{goodbye:?} {size}");
+        }
+        let mode = match goodbye {
+            Goodbye::Close => "close",
+            Goodbye::CloseWhenDone => "close_when_done",
+        };
+        let args = [
+            mode.to_string(),
+            size.to_string(),
+            sndbuf.unwrap_or(0).to_string(),
+        ];
+        if let Some(twin) = python(PUSH_CLOSE_TWIN, &args) {
+            let python_got: usize = twin[0].parse().unwrap();
+            assert!(
+                got.len() >= python_got,
+                "{goodbye:?} {size} {sndbuf:?}: {} bytes here, {python_got} from asynchat",
+                got.len()
+            );
+            eprintln!(
+                "{mode} {size} {sndbuf:?}: {} here, {python_got} from asynchat",
+                got.len()
+            );
+        }
     }
 }

@@ -178,7 +178,8 @@ impl<H: ChatHandler> AsyncChat<H> {
         (&mut self.handler, &mut self.chat)
     }
 
-    /// Queues output ([`Chat::push`]); from native code it is sent on the next write event.
+    /// Queues output ([`Chat::push`]); from native code it is sent on the next write event, or
+    /// by [`Channel::close`] if that comes first.
     pub fn push(&mut self, data: impl Into<Bytes>) {
         self.chat.push(data);
     }
@@ -216,6 +217,8 @@ impl<H: ChatHandler> AsyncChat<H> {
 
 impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
     fn readable(&self, channel: &Channel) -> bool {
+        // The reactor asks this before any callback: from then on a close sends what it can.
+        self.chat.attach(channel);
         self.handler.readable(&self.chat, channel)
     }
 

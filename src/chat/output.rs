@@ -30,16 +30,31 @@ pub(crate) struct Output {
     /// Bytes in `later`'s `Data` entries (what producers will still make is unknown).
     later_len: usize,
     marks: WaterMarks,
+    /// The most one send takes (asynchat's `ac_out_buffer_size`).
+    chunk: usize,
 }
 
+/// The most sends a closing chat makes ([`Output::send_before_close`]): with the default
+/// `ac_out_buffer_size`, 4 MiB, a bound on the time `close` can take when a reader keeps up.
+const CLOSE_SENDS: usize = 64;
+
 impl Output {
-    pub(crate) fn new(high: usize) -> Output {
+    pub(crate) fn new(high: usize, chunk: usize) -> Output {
         Output {
             ready: ByteQueue::default(),
             later: VecDeque::new(),
             later_len: 0,
             marks: WaterMarks::new(high),
+            chunk,
         }
+    }
+
+    pub(crate) fn chunk(&self) -> usize {
+        self.chunk
+    }
+
+    pub(crate) fn set_chunk(&mut self, chunk: usize) {
+        self.chunk = chunk.max(1);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -92,23 +107,37 @@ impl Output {
         self.update();
     }
 
-    /// One send attempt of at most `limit` bytes, asynchat's `initiate_send`: producers at the
+    /// One send attempt of at most `chunk` bytes, asynchat's `initiate_send`: producers at the
     /// head are asked for more first, and when the close marker reaches the head the channel
-    /// is asked to close (`handle_close` runs after the current callback).
-    pub(crate) fn initiate_send(&mut self, channel: &mut Channel, limit: usize) -> io::Result<()> {
+    /// is asked to close (`handle_close` runs after the current callback). Returns how many
+    /// bytes were sent.
+    pub(crate) fn initiate_send(&mut self, channel: &mut Channel) -> io::Result<usize> {
         if !channel.connected() || channel.is_closed() {
-            return Ok(());
+            return Ok(0);
         }
         if !self.fill(channel) {
-            return Ok(());
+            return Ok(0);
         }
-        self.ready.send(channel, limit)?;
+        let sent = self.ready.send(channel, self.chunk)?;
         self.update();
         // Everything before the marker is sent: close now rather than on the next write event.
         if self.ready.is_empty() && matches!(self.later.front(), Some(Entry::Close)) {
             self.fill(channel);
         }
-        Ok(())
+        Ok(sent)
+    }
+
+    /// The channel is closing: sends what the socket takes now, without waiting (at most
+    /// [`CLOSE_SENDS`] sends); the rest is dropped with the socket. asynchat's `push` sends at
+    /// once, so a reply pushed right before `close()` reaches the peer there; this is what
+    /// makes it reach the peer here, where `push` only queues.
+    pub(crate) fn send_before_close(&mut self, channel: &mut Channel) {
+        for _ in 0..CLOSE_SENDS {
+            match self.initiate_send(channel) {
+                Ok(sent) if sent > 0 && !self.is_empty() => {}
+                _ => break,
+            }
+        }
     }
 
     /// Moves what `later` holds at its head into `ready` until there is data to send, running
