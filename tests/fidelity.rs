@@ -600,3 +600,62 @@ fn push_then_close_delivers_at_least_what_asynchat_does() {
         }
     }
 }
+
+/// The other ways a chat's channel closes send the queued reply first too: from native code
+/// (`Map::with`), from `handle_close` (a goodbye pushed there, then `close()`, as a port of
+/// asynchat's `handle_close` writes it), and `close_all`.
+#[test]
+fn every_close_of_a_chat_sends_its_queued_reply() {
+    struct Goodbye;
+    impl ChatHandler for Goodbye {
+        fn found_terminator(&mut self, chat: &mut Chat, _: &mut Channel) -> io::Result<()> {
+            chat.take_data();
+            Ok(())
+        }
+        fn handle_read_eof(&mut self, _: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+            channel.request_close();
+            Ok(())
+        }
+        fn handle_close(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+            chat.push("421 closing\r\n");
+            channel.close();
+            Ok(())
+        }
+    }
+    for way in ["with", "handle_close", "close_all"] {
+        let got = block_on(async {
+            let (ours, mut peer) = util::socket_pair();
+            let map = Map::new();
+            let id = map.add(ours, AsyncChat::new(Goodbye, b"\r\n")).unwrap();
+            // One pass: the reactor has asked the chat what it waits for.
+            map.poll(QUIET).await.unwrap();
+            match way {
+                "with" => map
+                    .with::<AsyncChat<Goodbye>, _>(id, |chat, channel| {
+                        chat.push("bye\r\n");
+                        channel.close();
+                    })
+                    .unwrap(),
+                "handle_close" => {
+                    peer.shutdown(std::net::Shutdown::Write).unwrap();
+                    map.run().await.unwrap();
+                }
+                _ => {
+                    map.with::<AsyncChat<Goodbye>, _>(id, |chat, _| chat.push("bye\r\n"))
+                        .unwrap();
+                    map.close_all();
+                }
+            }
+            assert!(map.is_empty());
+            let mut got = String::new();
+            peer.read_to_string(&mut got).unwrap();
+            got
+        });
+        let expected = if way == "handle_close" {
+            "421 closing\r\n"
+        } else {
+            "bye\r\n"
+        };
+        assert_eq!(got, expected, "{way}");
+    }
+}
