@@ -42,6 +42,7 @@ use crate::event::ChannelId;
 use crate::io::{Io, Listener, Stream};
 use crate::map::{Map, MapInner};
 
+mod adopt;
 mod datagram;
 mod file;
 mod urgent;
@@ -49,8 +50,9 @@ mod urgent;
 /// A socket and its asyncore state, owned by the map once added.
 ///
 /// Make one with [`Channel::create_socket`] (then `bind`/`listen` or `connect`), or adopt a
-/// connected Tokio stream with [`Channel::from_tcp`]/[`Channel::from_unix`]; then give it to a
-/// map with a dispatcher: [`Map::add`](crate::Map::add).
+/// connected Tokio stream with [`Channel::from_tcp`]/[`Channel::from_unix`], or any socket,
+/// in whatever state, with [`Channel::from_socket`] (std's sockets convert with `TryFrom`);
+/// then give it to a map with a dispatcher: [`Map::add`](crate::Map::add).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -92,8 +94,11 @@ pub struct Channel {
     pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
     /// Run once by [`close`](Channel::close) while the socket is still open: asynchat's output
     /// sends what the socket takes, as asynchat's `push` would have sent it at once.
-    pub(crate) before_close: std::cell::OnceCell<Box<dyn Fn(&mut Channel)>>,
+    pub(crate) before_close: std::cell::OnceCell<BeforeClose>,
 }
+
+/// What [`Channel::close`] runs first (see `Channel::before_close`).
+pub(crate) type BeforeClose = Box<dyn Fn(&mut Channel)>;
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
 /// on the shared buffer (which holds two reads).
