@@ -630,14 +630,17 @@ impl Channel {
     }
 
     /// Logs `message` in this channel's span, asyncore's `log_info(message, type)`: `"info"`,
-    /// `"warning"` and `"error"` become `tracing` levels `INFO`, `WARN` and `ERROR` (anything
-    /// else is `INFO`). Nothing is printed on stdout.
+    /// `"warning"` and `"error"` become `tracing` levels `INFO`, `WARN` and `ERROR`; anything
+    /// else is `INFO` with the type as its `kind` field (asyncore prints it before the
+    /// message). Nothing is printed on stdout. asyncore hides `"warning"` by default
+    /// (`ignore_log_types`); here the subscriber's level filter decides.
     pub fn log_info(&self, message: &str, kind: &str) {
         let id = self.id;
         match kind {
             "error" => tracing::error!(channel = %id, "{message}"),
             "warning" => tracing::warn!(channel = %id, "{message}"),
-            _ => tracing::info!(channel = %id, "{message}"),
+            "info" => tracing::info!(channel = %id, "{message}"),
+            _ => tracing::info!(channel = %id, kind, "{message}"),
         }
     }
 
