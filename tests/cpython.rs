@@ -137,17 +137,17 @@ fn log_info_goes_to_tracing_not_stdout() {
     assert_eq!(captured.lines().len(), 5, "{:#?}", captured.lines());
 
     // The same calls in a process of their own, stdout captured: not a word of it there.
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "log_info_goes_to_tracing_not_stdout",
             "--exact",
             "--nocapture",
         ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        .env(CHILD, "1");
+    let (status, stdout, stderr) = util::programs::run(child);
+    assert!(status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&stdout);
     assert!(stdout.contains("1 passed"), "{stdout}");
     for message in [L1, L2, L3, "careful", "broken"] {
         assert!(!stdout.contains(message), "{message:?} on stdout: {stdout}");

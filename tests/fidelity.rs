@@ -22,22 +22,17 @@ const QUIET: Duration = Duration::from_millis(50);
 
 /// Runs a Python twin with `args`; its stdout lines, or `None` without Python's asyncore.
 fn python(script: &str, args: &[String]) -> Option<Vec<String>> {
-    if !python3() {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*AVAILABLE.get_or_init(python3) {
         eprintln!("skipped the Python twin: python3 with asyncore is not available");
         return None;
     }
-    let output = Command::new("python3")
-        .args(["-W", "ignore", "-c", script])
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the Python twin failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut command = Command::new("python3");
+    command.args(["-W", "ignore", "-c", script]).args(args);
+    let (status, stdout, stderr) = util::programs::run(command);
+    assert!(status.success(), "the Python twin failed: {stderr}");
     Some(
-        String::from_utf8(output.stdout)
+        String::from_utf8(stdout)
             .unwrap()
             .lines()
             .map(str::to_owned)
@@ -373,7 +368,7 @@ mode, size, sndbuf = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 a, b = socket.socketpair()
 if sndbuf:
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-reply = bytes(i % 251 for i in range(size))
+reply = (bytes(range(251)) * (size // 251 + 1))[:size]
 class Reply(asynchat.async_chat):
     def collect_incoming_data(self, data): pass
     def found_terminator(self):
