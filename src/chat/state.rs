@@ -72,7 +72,7 @@ impl std::fmt::Debug for Chat {
             .field("terminator", self.framer.terminator())
             .field("buffered", &self.framer.buffered())
             .field("incoming", &self.incoming.len())
-            .field("queued", &self.output.borrow().queued())
+            .field("queued", &self.output.try_borrow().map(|o| o.queued()).ok())
             .finish()
     }
 }
