@@ -108,7 +108,7 @@ impl Channel {
                 _ => tokio::net::TcpListener::from_std(socket.into()).map(Listener::tcp),
             }
             .map_err(|e| context(e, "adopt a socket: register with Tokio"))?;
-            return Ok(Channel::listening(
+            return Ok(Channel::adopted_listener(
                 family,
                 listener,
                 Address::from_sockaddr(&local),
@@ -174,7 +174,7 @@ impl Channel {
         channel
     }
 
-    fn listening(family: Family, listener: Listener, local: Address) -> Channel {
+    fn adopted_listener(family: Family, listener: Listener, local: Address) -> Channel {
         let mut channel = Channel::with_io(family, Io::Listener(Box::new(listener)));
         channel.accepting = true;
         channel.addr = Some(local);
