@@ -18,7 +18,9 @@ use crate::event::InterestScope;
 /// 2. It waits for that readiness, and nothing else.
 /// 3. It turns readiness into events: a read event is `handle_accept` on a listener, or
 ///    `handle_connect` (if a connect is pending) followed by `handle_read`; a write event is
-///    `handle_connect` (if pending) followed by `handle_write`; urgent data is `handle_expt`.
+///    `handle_connect` (if pending) followed by `handle_write`, which runs only if `writable()`
+///    said yes (a channel that waited for writability only to see its connect complete gets
+///    `handle_connect` alone); urgent data is `handle_expt`.
 /// 4. An event the callback caused (end of file, a disconnect seen by `send`/`recv`) becomes
 ///    `handle_close` right after that callback. An error returned by a callback, or a panic,
 ///    becomes `handle_error`; a disconnect error becomes `handle_close`; `WouldBlock` means
@@ -135,6 +137,12 @@ pub trait Dispatcher: Any {
         InterestScope::Shared
     }
 
+    /// The channel joined a map ([`Map::add`](crate::Map::add)), asyncore's `add_channel`: the
+    /// first call the dispatcher gets, before any interest is asked. Default: nothing.
+    fn handle_added(&mut self, channel: &mut Channel) {
+        let _ = channel;
+    }
+
     /// Whether input already taken from the socket waits to be handled: bytes the dispatcher
     /// buffered but has not processed (asynchat's unparsed input after a terminator change).
     /// While it is true and `readable()` too, the reactor runs `handle_read` at once, without
@@ -170,6 +178,21 @@ pub trait Dispatcher: Any {
 
     /// The connect started by [`Channel::connect`] completed. `channel.connected()` is already
     /// true. Default: logs "unhandled connect event".
+    ///
+    /// It runs as soon as the connect completes (the reactor waits for writability while a
+    /// connect is pending, whatever `writable()` says), before any read or write callback; the
+    /// write event that brought it runs `handle_write` afterwards only if `writable()` said
+    /// yes. asyncore waits only for what `readable()`/`writable()` ask, so a channel that is
+    /// not writable while connecting sees `handle_connect` there only at its first read event
+    /// (and never, if the peer sends nothing first).
+    ///
+    /// If it fails (returns an error, `WouldBlock` and [`ExitNow`](crate::ExitNow) included,
+    /// or panics), the connect counts as pending again, as in asyncore (which sets `connected`
+    /// only after `handle_connect` returns): the error is routed as usual (`handle_error` sees
+    /// `connected()` false and `connecting()` true), no `handle_read` or `handle_write` follows
+    /// in that event, and the next read or write event runs `handle_connect` again. A
+    /// `handle_error` that does not close the channel therefore gets a retry on every pass
+    /// while `handle_connect` keeps failing, as in asyncore.
     fn handle_connect(&mut self, channel: &mut Channel) -> io::Result<()> {
         unhandled(channel, "unhandled connect event");
         Ok(())

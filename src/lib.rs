@@ -149,7 +149,8 @@
 //!    and nothing when it wants nothing;
 //! 3. a read event runs `handle_accept` (listener) or `handle_connect` (first event of a
 //!    connect) then `handle_read`; a write event runs `handle_connect` (if pending) then
-//!    `handle_write`; urgent data runs `handle_expt`;
+//!    `handle_write` (if `writable()` said yes); urgent data runs `handle_expt`; a
+//!    `handle_connect` that fails leaves the connect pending, for the next event to retry;
 //! 4. end of file or a disconnect seen by `recv`/`send` runs `handle_close` after the callback;
 //!    a returned error or a panic runs `handle_error`; `WouldBlock` is "nothing to do";
 //!    [`ExitNow`] stops the loop.

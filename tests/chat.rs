@@ -3,7 +3,9 @@
 //!
 //! The CPython tests echo through a server thread that answers in 1-, 2- or 3-byte chunks;
 //! here the chat's own `ac_in_buffer_size` of 1, 2 or 3 forces the same splits on the reading
-//! side, deterministically.
+//! side, deterministically. They drive the loop in lock-step passes (`asyncore.loop(count=300)`);
+//! here each of their scenarios runs both in lock-step passes (`Map::run_count`) and
+//! free-running (`Map::run`).
 
 mod util;
 
@@ -137,15 +139,26 @@ async fn echo(mut stream: Box<dyn Stream>) -> Vec<u8> {
     }
 }
 
+/// How the map runs: free-running (`Map::run`), or in lock-step passes (`Map::run_count`, as
+/// CPython's tests run `asyncore.loop(count=...)`).
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Free,
+    LockStep,
+}
+
+const MODES: [Mode; 2] = [Mode::Free, Mode::LockStep];
+
 /// Runs a chat client against an echo peer on `family`: `setup` configures the chat and
 /// pushes before the connect completes. Returns what the client saw and what the peer got.
 fn echo_round(
+    mode: Mode,
     family: Family,
     terminator: impl Into<Terminator>,
     setup: impl FnOnce(&mut Chat),
     done: impl Fn(&Seen) -> bool + 'static,
 ) -> (Seen, Vec<u8>) {
-    chat_round(family, terminator, setup, done, true)
+    chat_round(mode, family, terminator, setup, done, true)
 }
 
 /// Reads until end of file; yields what it received.
@@ -157,6 +170,7 @@ async fn drain(mut stream: Box<dyn Stream>) -> Vec<u8> {
 
 /// `echo_round`, with an echoing or a draining peer.
 fn chat_round(
+    mode: Mode,
     family: Family,
     terminator: impl Into<Terminator>,
     setup: impl FnOnce(&mut Chat),
@@ -186,7 +200,15 @@ fn chat_round(
                     AsyncChat::with_chat(client, chat),
                 )
                 .unwrap();
-                map.run().await.unwrap();
+                match mode {
+                    Mode::Free => map.run().await.unwrap(),
+                    // CPython's tests run `asyncore.loop(count=300)`: lock-step passes, each
+                    // bounded; the map empties when the client closes.
+                    Mode::LockStep => {
+                        map.run_count(util::LIMIT, 100_000).await.unwrap();
+                        assert!(map.is_empty(), "the client never closed");
+                    }
+                }
                 let received = peer.await.unwrap();
                 (seen, received)
             })
@@ -209,24 +231,27 @@ fn collected(n: usize) -> impl Fn(&Seen) -> bool {
 /// 2, 3 or 64 Ki bytes at a time, over every family.
 #[test]
 fn line_terminators_of_any_length_split_anywhere() {
-    for family in FAMILIES {
-        for terminator in [&b"\n"[..], b"\r\n", b"qqq"] {
-            for in_size in [1, 2, 3, 65536] {
-                let data = [HELLO, terminator, NOT_DEAD, terminator].concat();
-                let (seen, _) = echo_round(
-                    family,
-                    terminator.to_vec(),
-                    |chat| {
-                        chat.set_ac_in_buffer_size(in_size);
-                        chat.push(data);
-                    },
-                    records(2),
-                );
-                assert_eq!(
-                    seen.records(),
-                    ["hello world", "I'm not dead yet!"],
-                    "{family:?} {terminator:?} reads of {in_size}"
-                );
+    for mode in MODES {
+        for family in FAMILIES {
+            for terminator in [&b"\n"[..], b"\r\n", b"qqq"] {
+                for in_size in [1, 2, 3, 65536] {
+                    let data = [HELLO, terminator, NOT_DEAD, terminator].concat();
+                    let (seen, _) = echo_round(
+                        mode,
+                        family,
+                        terminator.to_vec(),
+                        |chat| {
+                            chat.set_ac_in_buffer_size(in_size);
+                            chat.push(data);
+                        },
+                        records(2),
+                    );
+                    assert_eq!(
+                        seen.records(),
+                        ["hello world", "I'm not dead yet!"],
+                        "{family:?} {terminator:?} reads of {in_size}"
+                    );
+                }
             }
         }
     }
@@ -236,29 +261,32 @@ fn line_terminators_of_any_length_split_anywhere() {
 /// bytes; the count is 0 inside found_terminator and then frames nothing (asynchat's decay).
 #[test]
 fn numeric_terminator_then_unframed() {
-    let data = b"hello world, I'm not dead yet!\n";
-    for n in [1usize, 6] {
-        for in_size in [1, 4, 65536] {
-            let (seen, _) = echo_round(
-                Family::Inet,
-                n,
-                |chat| {
-                    chat.set_ac_in_buffer_size(in_size);
-                    chat.push(&data[..]);
-                },
-                collected(data.len()),
-            );
-            assert_eq!(
-                seen.records(),
-                [String::from_utf8_lossy(&data[..n])],
-                "n={n}"
-            );
-            let left = seen.left.borrow().clone();
-            assert_eq!(
-                left.as_deref(),
-                Some(&data[n..]),
-                "the rest is collected, unframed"
-            );
+    for mode in MODES {
+        let data = b"hello world, I'm not dead yet!\n";
+        for n in [1usize, 6] {
+            for in_size in [1, 4, 65536] {
+                let (seen, _) = echo_round(
+                    mode,
+                    Family::Inet,
+                    n,
+                    |chat| {
+                        chat.set_ac_in_buffer_size(in_size);
+                        chat.push(&data[..]);
+                    },
+                    collected(data.len()),
+                );
+                assert_eq!(
+                    seen.records(),
+                    [String::from_utf8_lossy(&data[..n])],
+                    "n={n}"
+                );
+                let left = seen.left.borrow().clone();
+                assert_eq!(
+                    left.as_deref(),
+                    Some(&data[n..]),
+                    "the rest is collected, unframed"
+                );
+            }
         }
     }
 }
@@ -267,21 +295,24 @@ fn numeric_terminator_then_unframed() {
 /// everything and never end a record.
 #[test]
 fn none_terminators_collect_everything() {
-    for terminator in [
-        Terminator::None,
-        Terminator::from(b""),
-        Terminator::Count(0),
-    ] {
-        let data = [HELLO, b"\n", NOT_DEAD].concat();
-        let len = data.len();
-        let (seen, _) = echo_round(
-            Family::Unix,
-            terminator.clone(),
-            |chat| chat.push(data),
-            collected(len),
-        );
-        assert!(seen.records().is_empty(), "{terminator:?}");
-        assert_eq!(seen.collected.get(), len);
+    for mode in MODES {
+        for terminator in [
+            Terminator::None,
+            Terminator::from(b""),
+            Terminator::Count(0),
+        ] {
+            let data = [HELLO, b"\n", NOT_DEAD].concat();
+            let len = data.len();
+            let (seen, _) = echo_round(
+                mode,
+                Family::Unix,
+                terminator.clone(),
+                |chat| chat.push(data),
+                collected(len),
+            );
+            assert!(seen.records().is_empty(), "{terminator:?}");
+            assert_eq!(seen.collected.get(), len);
+        }
     }
 }
 
@@ -289,47 +320,56 @@ fn none_terminators_collect_everything() {
 /// records as a push; buffers and producers keep their order.
 #[test]
 fn producers_give_the_same_records() {
-    let data = [HELLO, b"\n", NOT_DEAD, b"\n"].concat();
-    let (seen, _) = echo_round(
-        Family::Inet,
-        b"\n",
-        |chat| chat.push_with_producer(SimpleProducer::new(data.clone(), 8)),
-        records(2),
-    );
-    assert_eq!(seen.records(), ["hello world", "I'm not dead yet!"]);
-    let (seen, _) = echo_round(
-        Family::Inet,
-        b"\n",
-        |chat| chat.push_with_producer(Bytes::from(data.clone())),
-        records(2),
-    );
-    assert_eq!(seen.records(), ["hello world", "I'm not dead yet!"]);
-    let (seen, received) = echo_round(
-        Family::Unix,
-        b"\n",
-        |chat| {
-            chat.push("a");
-            chat.push_with_producer(SimpleProducer::new("bcd", 1));
-            chat.push("e");
-            let mut parts = vec![Bytes::from_static(b"fg"), Bytes::from_static(b"\n")].into_iter();
-            chat.push_with_producer(move || parts.next().unwrap_or_default());
-        },
-        records(1),
-    );
-    assert_eq!(seen.records(), ["abcdefg"]);
-    assert_eq!(received, b"abcdefg\n");
+    for mode in MODES {
+        let data = [HELLO, b"\n", NOT_DEAD, b"\n"].concat();
+        let (seen, _) = echo_round(
+            mode,
+            Family::Inet,
+            b"\n",
+            |chat| chat.push_with_producer(SimpleProducer::new(data.clone(), 8)),
+            records(2),
+        );
+        assert_eq!(seen.records(), ["hello world", "I'm not dead yet!"]);
+        let (seen, _) = echo_round(
+            mode,
+            Family::Inet,
+            b"\n",
+            |chat| chat.push_with_producer(Bytes::from(data.clone())),
+            records(2),
+        );
+        assert_eq!(seen.records(), ["hello world", "I'm not dead yet!"]);
+        let (seen, received) = echo_round(
+            mode,
+            Family::Unix,
+            b"\n",
+            |chat| {
+                chat.push("a");
+                chat.push_with_producer(SimpleProducer::new("bcd", 1));
+                chat.push("e");
+                let mut parts =
+                    vec![Bytes::from_static(b"fg"), Bytes::from_static(b"\n")].into_iter();
+                chat.push_with_producer(move || parts.next().unwrap_or_default());
+            },
+            records(1),
+        );
+        assert_eq!(seen.records(), ["abcdefg"]);
+        assert_eq!(received, b"abcdefg\n");
+    }
 }
 
 /// test_empty_line (B79): consecutive terminators give an empty record.
 #[test]
 fn empty_line_is_an_empty_record() {
-    let (seen, _) = echo_round(
-        Family::Inet6,
-        b"\n",
-        |chat| chat.push(&b"hello world\n\nI'm not dead yet!\n"[..]),
-        records(3),
-    );
-    assert_eq!(seen.records(), ["hello world", "", "I'm not dead yet!"]);
+    for mode in MODES {
+        let (seen, _) = echo_round(
+            mode,
+            Family::Inet6,
+            b"\n",
+            |chat| chat.push(&b"hello world\n\nI'm not dead yet!\n"[..]),
+            records(3),
+        );
+        assert_eq!(seen.records(), ["hello world", "", "I'm not dead yet!"]);
+    }
 }
 
 /// test_close_when_done (B90): everything pushed before close_when_done is sent, then the
@@ -338,27 +378,30 @@ fn empty_line_is_an_empty_record() {
 /// connection and loses data, so this peer only reads, and checks every byte.)
 #[test]
 fn close_when_done_sends_everything_then_closes() {
-    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let expected = data.clone();
-    let (seen, received) = chat_round(
-        Family::Inet,
-        b"\n",
-        |chat| {
-            chat.push(data);
-            chat.close_when_done();
-            chat.push("never sent");
-        },
-        |_| false,
-        false,
-    );
-    assert!(
-        received == expected,
-        "peer got {} of {} bytes",
-        received.len(),
-        expected.len()
-    );
-    assert!(seen.records().is_empty());
-    assert!(seen.left.borrow().is_some(), "handle_close ran");
+    for mode in MODES {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let (seen, received) = chat_round(
+            mode,
+            Family::Inet,
+            b"\n",
+            |chat| {
+                chat.push(data);
+                chat.close_when_done();
+                chat.push("never sent");
+            },
+            |_| false,
+            false,
+        );
+        assert!(
+            received == expected,
+            "peer got {} of {} bytes",
+            received.len(),
+            expected.len()
+        );
+        assert!(seen.records().is_empty());
+        assert!(seen.left.borrow().is_some(), "handle_close ran");
+    }
 }
 
 /// A handler that answers handle_close with a goodbye larger than the socket holds and
@@ -433,34 +476,38 @@ fn goodbye_from_handle_close_reaches_a_slow_reader() {
 /// huge record arrives whole with a raised record limit.
 #[test]
 fn push_with_short_and_huge_buffers() {
-    let (seen, received) = echo_round(
-        Family::Inet,
-        b"\n",
-        |chat| {
-            chat.set_ac_out_buffer_size(4);
-            chat.push(&b"abcdefghij\n"[..]);
-            assert_eq!(chat.queued_bytes(), 11);
-        },
-        records(1),
-    );
-    assert_eq!(seen.records(), ["abcdefghij"]);
-    assert_eq!(received, b"abcdefghij\n");
-    let big: Vec<u8> = (0..3_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
-    let expected = big.clone();
-    let (seen, _) = echo_round(
-        Family::Unix,
-        b"\n",
-        move |chat| {
-            chat.set_max_frame_len(4 << 20);
-            chat.push(big);
-            chat.push("\n");
-        },
-        records(1),
-    );
-    assert!(
-        seen.records.borrow()[0] == expected,
-        "the huge record arrived intact"
-    );
+    for mode in MODES {
+        let (seen, received) = echo_round(
+            mode,
+            Family::Inet,
+            b"\n",
+            |chat| {
+                chat.set_ac_out_buffer_size(4);
+                chat.push(&b"abcdefghij\n"[..]);
+                assert_eq!(chat.queued_bytes(), 11);
+            },
+            records(1),
+        );
+        assert_eq!(seen.records(), ["abcdefghij"]);
+        assert_eq!(received, b"abcdefghij\n");
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let expected = big.clone();
+        let (seen, _) = echo_round(
+            mode,
+            Family::Unix,
+            b"\n",
+            move |chat| {
+                chat.set_max_frame_len(4 << 20);
+                chat.push(big);
+                chat.push("\n");
+            },
+            records(1),
+        );
+        assert!(
+            seen.records.borrow()[0] == expected,
+            "the huge record arrived intact"
+        );
+    }
 }
 
 /// B82: an unterminated last record is not a record; the default handle_read_eof closes

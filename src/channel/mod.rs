@@ -42,6 +42,7 @@ use crate::error::{closed_channel, context, is_disconnect, would_block};
 use crate::event::{ChannelId, Interest, Ready};
 use crate::io::{Io, Listener, Stream};
 
+mod adopt;
 mod closing;
 mod datagram;
 mod file;
@@ -56,8 +57,9 @@ pub use native::NativeStream;
 /// A socket and its asyncore state, owned by the map once added.
 ///
 /// Make one with [`Channel::create_socket`] (then `bind`/`listen` or `connect`), or adopt a
-/// connected Tokio stream with [`Channel::from_tcp`]/[`Channel::from_unix`]; then give it to a
-/// map with a dispatcher: [`Map::add`](crate::Map::add).
+/// connected Tokio stream with [`Channel::from_tcp`]/[`Channel::from_unix`], or any socket,
+/// in whatever state, with [`Channel::from_socket`] (std's sockets convert with `TryFrom`);
+/// then give it to a map with a dispatcher: [`Map::add`](crate::Map::add).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -92,7 +94,13 @@ pub struct Channel {
     /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
     /// beside the stream rather than in it, so that ordinary streams pay nothing for it.
     pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
+    /// Run once by [`close`](Channel::close) while the socket is still open: asynchat's output
+    /// sends what the socket takes, as asynchat's `push` would have sent it at once.
+    pub(crate) before_close: std::cell::OnceCell<BeforeClose>,
 }
+
+/// What [`Channel::close`] runs first (see `Channel::before_close`).
+pub(crate) type BeforeClose = Box<dyn Fn(&mut Channel)>;
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
 /// on the shared buffer (which holds two reads).
@@ -193,6 +201,7 @@ impl Channel {
             deadline: None,
             work: Vec::new(),
             urgent: None,
+            before_close: std::cell::OnceCell::new(),
         }
     }
 
@@ -314,8 +323,10 @@ impl Channel {
     /// The channel is [`connecting`](Channel::connecting) until the reactor sees the socket
     /// become writable (it waits for that whatever `writable()` says); then `handle_connect`
     /// runs, before any read or write callback, with [`connected`](Channel::connected) already
-    /// true. A connect that fails later (refused, unreachable) reaches `handle_error` with the
-    /// OS error.
+    /// true, and `handle_write` follows only if `writable()` said yes. A `handle_connect` that
+    /// fails leaves the connect pending, to be run again at the next event, as in asyncore
+    /// (see [`Dispatcher::handle_connect`](crate::Dispatcher::handle_connect)). A connect that
+    /// fails later (refused, unreachable) reaches `handle_error` with the OS error.
     ///
     /// A datagram channel's connect fixes its peer at once (there is no handshake); it is
     /// `connecting` only until the reactor runs `handle_connect`, and may send before that.
@@ -380,6 +391,15 @@ impl Channel {
                 self.connecting = false;
                 Err(failed(e))
             }
+        }
+    }
+
+    /// `handle_connect` failed: the connect counts as pending again, so that the next event
+    /// runs it again (asyncore sets `connected` only once `handle_connect` has returned).
+    pub(crate) fn connect_pending_again(&mut self) {
+        if !self.is_closed() {
+            self.connected = false;
+            self.connecting = true;
         }
     }
 
@@ -578,10 +598,17 @@ impl Channel {
     /// As in asyncore, `close` does not call `handle_close`; it is what `handle_close` calls.
     /// When the last channel of a map closes, [`Map::run`](crate::Map::run) returns. Work
     /// started with [`spawn`](Channel::spawn) is aborted and the deadline cleared.
+    ///
+    /// The channel of an [`AsyncChat`](crate::chat::AsyncChat) first sends what the socket
+    /// takes of the chat's queued output (see [`Chat::push`](crate::chat::Chat::push)).
     pub fn close(&mut self) {
-        if !self.closing.close() {
+        if self.is_closed() {
             return;
         }
+        if let Some(flush) = self.before_close.take() {
+            flush(self); // while the socket is still open
+        }
+        self.closing.close();
         self.accepting = false;
         self.connected = false;
         self.connecting = false;
@@ -648,14 +675,17 @@ impl Channel {
     }
 
     /// Logs `message` in this channel's span, asyncore's `log_info(message, type)`: `"info"`,
-    /// `"warning"` and `"error"` become `tracing` levels `INFO`, `WARN` and `ERROR` (anything
-    /// else is `INFO`). Nothing is printed on stdout.
+    /// `"warning"` and `"error"` become `tracing` levels `INFO`, `WARN` and `ERROR`; anything
+    /// else is `INFO` with the type as its `kind` field (asyncore prints it before the
+    /// message). Nothing is printed on stdout. asyncore hides `"warning"` by default
+    /// (`ignore_log_types`); here the subscriber's level filter decides.
     pub fn log_info(&self, message: &str, kind: &str) {
         let id = self.id;
         match kind {
             "error" => tracing::error!(channel = %id, "{message}"),
             "warning" => tracing::warn!(channel = %id, "{message}"),
-            _ => tracing::info!(channel = %id, "{message}"),
+            "info" => tracing::info!(channel = %id, "{message}"),
+            _ => tracing::info!(channel = %id, kind, "{message}"),
         }
     }
 

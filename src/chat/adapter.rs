@@ -188,7 +188,8 @@ impl<H: ChatHandler> AsyncChat<H> {
         (&mut self.handler, &mut self.chat)
     }
 
-    /// Queues output ([`Chat::push`]); from native code it is sent on the next write event.
+    /// Queues output ([`Chat::push`]); from native code it is sent on the next write event, or
+    /// by [`Channel::close`] if that comes first.
     pub fn push(&mut self, data: impl Into<Bytes>) {
         self.chat.push(data);
     }
@@ -227,6 +228,11 @@ impl<H: ChatHandler> AsyncChat<H> {
 impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
     fn interest_scope(&self) -> InterestScope {
         self.handler.interest_scope()
+    }
+
+    fn handle_added(&mut self, channel: &mut Channel) {
+        // From now on a close sends what the socket takes of the queued output first.
+        self.chat.attach(channel);
     }
 
     fn readable(&self, channel: &Channel) -> bool {

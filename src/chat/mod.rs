@@ -60,6 +60,9 @@
 //!   bound.
 //! - [`Chat::push`] queues; the send happens when the hook returns (asynchat sends one chunk
 //!   inside `push`). Output pushed by several records of one read goes out in one `writev`.
+//!   A reply pushed right before [`Channel::close`](crate::Channel::close) still reaches the
+//!   peer: closing a chat's channel first sends what the socket takes of its output (at least
+//!   what asynchat's `push` would have sent; see [`Chat::push`]).
 //! - End of file from the peer runs `handle_read_eof`, whose default is
 //!   [`Chat::close_when_done`]: answers already pushed are still sent (asynchat closes at once).
 //! - Producers are a trait, not "anything that raises `TypeError` when sliced".

@@ -1,7 +1,9 @@
 //! [`Chat`]: one connection's asynchat state — the framer, the collected record, the output
 //! queue and the sizes — without the user's handler.
 
+use std::cell::RefCell;
 use std::io;
+use std::rc::{Rc, Weak};
 
 use bytes::{Bytes, BytesMut};
 
@@ -27,7 +29,8 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
 /// Pushing only queues: the [`AsyncChat`](crate::chat::AsyncChat) sends when the callback that
 /// pushed returns (and on write events), in one `writev` for all lines a read produced. From
 /// native code ([`Map::with`](crate::Map::with), a handle's `call`) a push is sent on the next
-/// write event, since the reactor asks `writable()` again after such a call.
+/// write event, since the reactor asks `writable()` again after such a call. A
+/// [`Channel::close`] before then sends what the socket takes first (see [`push`](Chat::push)).
 ///
 /// # Example
 ///
@@ -82,9 +85,9 @@ pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024;
 pub struct Chat {
     framer: Framer,
     incoming: Incoming,
-    output: Output,
+    /// Shared with the channel's close, which sends what it can before the socket goes.
+    output: Rc<RefCell<Output>>,
     in_buffer_size: usize,
-    out_buffer_size: usize,
     max_frame_len: usize,
 }
 
@@ -120,7 +123,7 @@ impl std::fmt::Debug for Chat {
             .field("terminator", self.framer.terminator())
             .field("buffered", &self.framer.buffered())
             .field("incoming", &self.incoming.len())
-            .field("queued", &self.output.queued())
+            .field("queued", &self.output.try_borrow().map(|o| o.queued()).ok())
             .finish()
     }
 }
@@ -138,9 +141,11 @@ impl Chat {
         Chat {
             framer: Framer::new(terminator),
             incoming: Incoming::Empty,
-            output: Output::new(DEFAULT_BUFFER_SIZE),
+            output: Rc::new(RefCell::new(Output::new(
+                DEFAULT_BUFFER_SIZE,
+                DEFAULT_BUFFER_SIZE,
+            ))),
             in_buffer_size: DEFAULT_BUFFER_SIZE,
-            out_buffer_size: DEFAULT_BUFFER_SIZE,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
         }
     }
@@ -256,8 +261,49 @@ impl Chat {
     /// Queues `data` for sending; each send takes at most
     /// [`ac_out_buffer_size`](Chat::ac_out_buffer_size) bytes of the queue. Unlike asynchat,
     /// this does not send by itself: the reactor sends when the current callback returns.
+    ///
+    /// # Push, then close
+    ///
+    /// asynchat's `push` sends at once (one chunk of at most `ac_out_buffer_size` bytes, as
+    /// much of it as the socket takes), so a reply pushed right before `close()` reaches the
+    /// peer. So it does here: [`Channel::close`] on a chat's channel first sends, without
+    /// waiting, what the socket takes of the queued output (up to a `close_when_done` marker;
+    /// at most 64 sends of `ac_out_buffer_size`), then closes. That is at least what asynchat
+    /// delivers, and all of a reply that fits in the socket's send buffer. The rest of a
+    /// larger reply is dropped with the socket, as in asynchat: the peer receives a prefix,
+    /// then end of file. To deliver everything, whatever its size, close with
+    /// [`close_when_done`](Chat::close_when_done) instead (the reply then goes out as the peer
+    /// reads it, and the channel closes after it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+    /// use std::io;
+    /// use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+    /// use asyncore::{Channel, Map};
+    ///
+    /// struct Bye;
+    /// impl ChatHandler for Bye {
+    ///     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+    ///         chat.take_data();
+    ///         chat.push("bye\n");
+    ///         channel.close(); // the reply is sent first
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let (ours, mut theirs) = tokio::net::UnixStream::pair()?;
+    /// let map = Map::new();
+    /// map.add(Channel::from_unix(ours), AsyncChat::new(Bye, b"\n"))?;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// theirs.write_all(b"quit\n").await?;
+    /// map.run().await?;
+    /// let mut reply = String::new();
+    /// theirs.read_to_string(&mut reply).await?;
+    /// assert_eq!(reply, "bye\n");
+    /// # Ok(()) }
+    /// ```
     pub fn push(&mut self, data: impl Into<Bytes>) {
-        self.output.push(data.into());
+        self.output.borrow_mut().push(data.into());
     }
 
     /// Queues `data` followed by the current terminator (Twisted's `sendLine`). With a count
@@ -272,13 +318,13 @@ impl Chat {
 
     /// Queues a producer, asked for output when everything queued before it is sent.
     pub fn push_with_producer(&mut self, producer: impl Producer) {
-        self.output.push_producer(Box::new(producer));
+        self.output.borrow_mut().push_producer(Box::new(producer));
     }
 
     /// Closes the channel (through `handle_close`) once everything queued so far is sent.
     /// Output pushed afterwards is never sent, as in asynchat.
     pub fn close_when_done(&mut self) {
-        self.output.close_when_done();
+        self.output.borrow_mut().close_when_done();
     }
 
     /// Drops the unparsed input, the collected record and all queued output (asynchat's
@@ -286,7 +332,7 @@ impl Chat {
     pub fn discard_buffers(&mut self) {
         self.framer.take_buffered();
         self.incoming = Incoming::Empty;
-        self.output.clear();
+        self.output.borrow_mut().clear();
     }
 
     /// One send attempt now (asynchat's `initiate_send`); the reactor calls it after callbacks
@@ -295,17 +341,41 @@ impl Chat {
     /// # Errors
     /// What [`Channel::send`] reports; a disconnect is not an error (`handle_close` follows).
     pub fn initiate_send(&mut self, channel: &mut Channel) -> io::Result<()> {
-        self.output.initiate_send(channel, self.out_buffer_size)
+        self.output.borrow_mut().initiate_send(channel).map(drop)
+    }
+
+    /// Lets `channel`'s [`close`](Channel::close) send what the socket takes of the queued
+    /// output before the socket goes (done once per channel, when the reactor first asks the
+    /// chat what it waits for).
+    #[inline]
+    pub(crate) fn attach(&self, channel: &mut Channel) {
+        if channel.before_close.get().is_none() {
+            let output: Weak<RefCell<Output>> = Rc::downgrade(&self.output);
+            let _ = channel
+                .before_close
+                .set(Box::new(move |channel: &mut Channel| {
+                    if let Some(output) = output.upgrade() {
+                        if let Ok(mut output) = output.try_borrow_mut() {
+                            output.send_before_close(channel);
+                        }
+                    }
+                }));
+        }
+    }
+
+    /// Undoes [`attach`](Chat::attach): the connection leaves with its output (hand-over).
+    pub(crate) fn detach(&self, channel: &mut Channel) {
+        channel.before_close.take();
     }
 
     /// asynchat's `writable()`: output is queued, or a connect is pending.
     pub fn writable(&self, channel: &Channel) -> bool {
-        !self.output.is_empty() || channel.connecting()
+        !self.output.borrow().is_empty() || channel.connecting()
     }
 
     /// How many bytes of output are queued (not counting what queued producers will make).
     pub fn queued_bytes(&self) -> usize {
-        self.output.queued()
+        self.output.borrow().queued()
     }
 
     /// Whether queued output is above the high water mark (and has not yet fallen to the low
@@ -313,7 +383,7 @@ impl Chat {
     /// returning `false` from [`readable`](crate::chat::ChatHandler::readable) while paused.
     /// [`SendBuffer`](crate::SendBuffer)'s rule; default marks 64 KiB and 16 KiB.
     pub fn is_paused(&self) -> bool {
-        self.output.is_paused()
+        self.output.borrow().is_paused()
     }
 
     /// Sets the water marks of [`is_paused`](Chat::is_paused).
@@ -321,16 +391,16 @@ impl Chat {
     /// # Errors
     /// `InvalidInput` if `low > high`.
     pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) -> io::Result<()> {
-        self.output.set_limits(high, low)
+        self.output.borrow_mut().set_limits(high, low)
     }
 
     /// The water marks, `(low, high)`.
     pub fn write_buffer_limits(&self) -> (usize, usize) {
-        self.output.limits()
+        self.output.borrow().limits()
     }
 
-    pub(crate) fn output_mut(&mut self) -> &mut Output {
-        &mut self.output
+    pub(crate) fn output_mut(&mut self) -> std::cell::RefMut<'_, Output> {
+        self.output.borrow_mut()
     }
 
     // ----- sizes -----
@@ -348,12 +418,12 @@ impl Chat {
     /// The largest piece `push` queues and one send takes (asynchat's `ac_out_buffer_size`,
     /// default 64 KiB).
     pub fn ac_out_buffer_size(&self) -> usize {
-        self.out_buffer_size
+        self.output.borrow().chunk()
     }
 
     /// Sets [`ac_out_buffer_size`](Chat::ac_out_buffer_size) (at least 1).
     pub fn set_ac_out_buffer_size(&mut self, size: usize) {
-        self.out_buffer_size = size.max(1);
+        self.output.borrow_mut().set_chunk(size);
     }
 
     /// The longest record the default `collect_incoming_data` collects (default 64 KiB).

@@ -96,7 +96,14 @@ impl Chat {
     /// Those of [`Channel::take_stream`]: a closed channel, or one that is not a stream; the
     /// buffers are then left as they were.
     pub fn take_stream(&mut self, channel: &mut Channel) -> io::Result<ChatStream> {
-        let stream = channel.take_stream()?;
+        self.detach(channel);
+        let stream = match channel.take_stream() {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.attach(channel);
+                return Err(e);
+            }
+        };
         let unparsed = self.take_unparsed();
         let pieces = self.output_mut().drain();
         let unsent = match pieces.len() {

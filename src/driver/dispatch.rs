@@ -1,6 +1,8 @@
 //! Step 3: readiness becomes events, in asyncore's order. Free-running channels and lock-step
 //! passes both go through [`Entry::phase_event`] in the order of [`PHASES`].
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use super::{Entry, Record};
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
@@ -71,6 +73,11 @@ impl Entry {
                 if ch.connecting() && !self.connect_event(d, ch, record) {
                     return;
                 }
+                // The channel waited for writability only to see its connect complete:
+                // `writable()` said no, and asyncore calls `handle_write` only when it said yes.
+                if self.connect_only.get() {
+                    return;
+                }
                 self.call(d, ch, Event::Write, record, |d, ch| d.handle_write(ch));
             }
             Phase::Expt => {
@@ -91,7 +98,13 @@ impl Entry {
         }
     }
 
-    /// Completes a pending connect; true when the channel is connected and still open.
+    /// Completes a pending connect; true when the channel is connected, `handle_connect`
+    /// succeeded and the channel is still open.
+    ///
+    /// A `handle_connect` that fails (an error, `WouldBlock` and `ExitNow` included, or a
+    /// panic) leaves the connect pending, as asyncore does (it sets `connected` only after
+    /// `handle_connect` returns): no read or write callback follows in this event, and the next
+    /// event runs `handle_connect` again.
     fn connect_event(
         &self,
         d: &mut dyn Dispatcher,
@@ -99,7 +112,19 @@ impl Entry {
         record: &mut Record<'_>,
     ) -> bool {
         match ch.finish_connect() {
-            Ok(true) => self.call(d, ch, Event::Connect, record, |d, ch| d.handle_connect(ch)),
+            Ok(true) => {
+                let mut done = false;
+                let open = self.call(d, ch, Event::Connect, record, |d, ch| {
+                    let result = catch_unwind(AssertUnwindSafe(|| d.handle_connect(ch)));
+                    done = matches!(result, Ok(Ok(())));
+                    if !done {
+                        // Before the error is routed: handle_error sees the connect pending.
+                        ch.connect_pending_again();
+                    }
+                    result.unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+                });
+                open && done
+            }
             Ok(false) => false,
             Err(e) => {
                 self.route(d, ch, e, record);

@@ -28,7 +28,9 @@ impl Entry {
                         ready = Ready::READ;
                     }
                 }
-                if channel.connecting() || (!channel.accepting() && dispatcher.writable(&channel)) {
+                let writable = !channel.accepting() && dispatcher.writable(&channel);
+                self.connect_only.set(channel.connecting() && !writable);
+                if channel.connecting() || writable {
                     want = want | Interest::WRITE;
                 }
                 (want, ready)

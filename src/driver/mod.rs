@@ -57,6 +57,9 @@ pub(crate) struct Entry {
     poked: Cell<bool>,
     /// The interest the task waits with, while it waits (what the interest sweep compares).
     waiting: Cell<Option<Interest>>,
+    /// The last interest asked had `WRITE` only to see a pending connect complete: the
+    /// dispatcher's `writable()` said no, so that write event runs `handle_connect` alone.
+    connect_only: Cell<bool>,
     /// A close asked for from outside while one of the channel's callbacks held it.
     deferred: Cell<Option<Deferred>>,
     spin: spin::Spin,
@@ -101,6 +104,7 @@ impl Entry {
             waker: Cell::new(None),
             poked: Cell::new(false),
             waiting: Cell::new(None),
+            connect_only: Cell::new(false),
             deferred: Cell::new(None),
             spin: spin::Spin::default(),
             rare: RefCell::new(None),

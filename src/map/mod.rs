@@ -168,13 +168,18 @@ impl Map {
     ///
     /// # Errors
     /// `NotConnected` if the channel was already closed.
-    pub fn add<D: Dispatcher>(&self, mut channel: Channel, dispatcher: D) -> io::Result<ChannelId> {
+    pub fn add<D: Dispatcher>(
+        &self,
+        mut channel: Channel,
+        mut dispatcher: D,
+    ) -> io::Result<ChannelId> {
         if channel.is_closed() {
             return Err(closed_channel("add"));
         }
         let inner = &self.inner;
         let link: Weak<dyn Membership> = Rc::downgrade(inner) as Weak<dyn Membership>;
         channel.link = crate::channel::MapLink::new(link);
+        dispatcher.handle_added(&mut channel);
         let id = channel.id();
         let type_name = std::any::type_name::<D>();
         let span = tracing::debug_span!(
