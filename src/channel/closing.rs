@@ -12,10 +12,17 @@
 //! `handle_close` inside that callback: the dispatcher is borrowed. It is recorded here as a
 //! pending event, and the reactor runs it as soon as the callback returns.
 
+/// What [`Channel::close`](super::Channel::close) runs first, while the socket is still open:
+/// asynchat's output sends what the socket takes, as asynchat's `push` would have sent it at
+/// once.
+pub(crate) type BeforeClose = Box<dyn FnOnce(&mut super::Channel)>;
+
 /// How far a channel is on its way to closed, and what it owes its dispatcher.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Closing {
     stage: Stage,
+    /// Run once by `close`, before the socket goes.
+    before_close: Option<BeforeClose>,
     /// The peer finished sending: no more read interest (Tokio's read-closed readiness is
     /// sticky and would spin).
     read_done: bool,
@@ -43,7 +50,32 @@ pub(crate) enum Owed {
     Close,
 }
 
+impl std::fmt::Debug for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closing")
+            .field("stage", &self.stage)
+            .field("read_done", &self.read_done)
+            .field("owes_read_eof", &self.owes_read_eof)
+            .field("owes_close", &self.owes_close)
+            .field("before_close", &self.before_close.is_some())
+            .finish()
+    }
+}
+
 impl Closing {
+    /// Sets what `close` runs first (replacing any earlier one), or with `None` removes it.
+    pub(crate) fn set_before_close(&mut self, hook: Option<BeforeClose>) {
+        self.before_close = hook;
+    }
+
+    pub(crate) fn has_before_close(&self) -> bool {
+        self.before_close.is_some()
+    }
+
+    pub(crate) fn take_before_close(&mut self) -> Option<BeforeClose> {
+        self.before_close.take()
+    }
+
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.stage == Stage::Closed

@@ -94,13 +94,7 @@ pub struct Channel {
     /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
     /// beside the stream rather than in it, so that ordinary streams pay nothing for it.
     pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
-    /// Run once by [`close`](Channel::close) while the socket is still open: asynchat's output
-    /// sends what the socket takes, as asynchat's `push` would have sent it at once.
-    pub(crate) before_close: std::cell::OnceCell<BeforeClose>,
 }
-
-/// What [`Channel::close`] runs first (see `Channel::before_close`).
-pub(crate) type BeforeClose = Box<dyn Fn(&mut Channel)>;
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
 /// on the shared buffer (which holds two reads).
@@ -201,7 +195,6 @@ impl Channel {
             deadline: None,
             work: Vec::new(),
             urgent: None,
-            before_close: std::cell::OnceCell::new(),
         }
     }
 
@@ -605,7 +598,7 @@ impl Channel {
         if self.is_closed() {
             return;
         }
-        if let Some(flush) = self.before_close.take() {
+        if let Some(flush) = self.closing.take_before_close() {
             flush(self); // while the socket is still open
         }
         self.closing.close();

@@ -345,27 +345,26 @@ impl Chat {
     }
 
     /// Lets `channel`'s [`close`](Channel::close) send what the socket takes of the queued
-    /// output before the socket goes (done once per channel, when the reactor first asks the
-    /// chat what it waits for).
-    #[inline]
+    /// output before the socket goes (done when the chat joins a map).
     pub(crate) fn attach(&self, channel: &mut Channel) {
-        if channel.before_close.get().is_none() {
-            let output: Weak<RefCell<Output>> = Rc::downgrade(&self.output);
-            let _ = channel
-                .before_close
-                .set(Box::new(move |channel: &mut Channel| {
-                    if let Some(output) = output.upgrade() {
-                        if let Ok(mut output) = output.try_borrow_mut() {
-                            output.send_before_close(channel);
-                        }
-                    }
-                }));
+        if channel.closing.has_before_close() {
+            return;
         }
+        let output: Weak<RefCell<Output>> = Rc::downgrade(&self.output);
+        channel
+            .closing
+            .set_before_close(Some(Box::new(move |channel: &mut Channel| {
+                if let Some(output) = output.upgrade() {
+                    if let Ok(mut output) = output.try_borrow_mut() {
+                        output.send_before_close(channel);
+                    }
+                }
+            })));
     }
 
     /// Undoes [`attach`](Chat::attach): the connection leaves with its output (hand-over).
     pub(crate) fn detach(&self, channel: &mut Channel) {
-        channel.before_close.take();
+        channel.closing.set_before_close(None);
     }
 
     /// asynchat's `writable()`: output is queued, or a connect is pending.
