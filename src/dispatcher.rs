@@ -198,6 +198,19 @@ pub trait Dispatcher: Any {
         Ok(())
     }
 
+    /// The channel's TLS handshake completed ([`Channel::start_tls`]): the peer's certificate
+    /// ([`Channel::peer_certificates`]) and the agreed ALPN protocol
+    /// ([`Channel::alpn_protocol`]) are known, and read and write events resume. It runs
+    /// before any read or write callback that follows the handshake. Default: logs "TLS
+    /// ready" at `DEBUG`.
+    ///
+    /// Python's `ssl` module has no such event: a non-blocking `SSLSocket` reports the end of
+    /// `do_handshake()` by not raising `SSLWantReadError` any more.
+    fn handle_tls_ready(&mut self, channel: &mut Channel) -> io::Result<()> {
+        tracing::debug!(channel = %channel.id(), alpn = ?channel.alpn_protocol().map(String::from_utf8_lossy), "TLS ready");
+        Ok(())
+    }
+
     /// A listening channel is readable. Default: [`Channel::accept`], then
     /// [`handle_accepted`](Dispatcher::handle_accepted) if a connection was there.
     fn handle_accept(&mut self, channel: &mut Channel) -> io::Result<()> {

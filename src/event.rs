@@ -126,6 +126,10 @@ flag_set! {
         WRITE = 2, is_write, "WRITE";
         /// Exceptional: TCP urgent data (asyncore's `e` set, `POLLPRI`).
         EXPT = 4, is_expt, "EXPT";
+        /// The channel's TLS session has news for the dispatcher: its handshake completed
+        /// (`handle_tls_ready`), or it failed while no callback ran (`handle_error`). No
+        /// asyncore counterpart; see [`Channel::start_tls`](crate::Channel::start_tls).
+        TLS = 8, is_tls, "TLS";
     }
 }
 
@@ -177,6 +181,8 @@ pub enum Event {
     Error,
     /// `handle_timeout`: the channel's deadline passed.
     Timeout,
+    /// `handle_tls_ready`: the channel's TLS handshake completed.
+    TlsReady,
     /// The callback given to [`Channel::spawn`](crate::Channel::spawn) or
     /// [`Channel::call_later`](crate::Channel::call_later), with the work's result.
     Completion,
@@ -195,6 +201,7 @@ impl Event {
             Event::Close => "handle_close",
             Event::Error => "handle_error",
             Event::Timeout => "handle_timeout",
+            Event::TlsReady => "handle_tls_ready",
             Event::Completion => "completion",
         }
     }

@@ -71,10 +71,12 @@ use crate::event::{Interest, Ready};
 mod datagram;
 mod file;
 mod latch;
+mod tls;
 mod urgent;
 
 pub(crate) use datagram::Datagram;
 pub(crate) use file::FileIo;
+pub(crate) use tls::{linger, Tls, TlsEvent};
 pub(crate) use urgent::UrgentWatch;
 
 /// Whether readiness events are edge-triggered (epoll, kqueue), so that a short read or write
@@ -258,7 +260,7 @@ impl Io {
 
 impl Stream {
     #[inline]
-    fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, want: Interest) -> Ready {
         // An `Err` here means the runtime is shutting down; report readiness so that the next
         // operation surfaces the error to the dispatcher instead of the channel hanging.
         let mut ready = Ready::NONE;

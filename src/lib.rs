@@ -249,6 +249,7 @@ mod loop_state;
 mod map;
 mod pass;
 mod send_buffer;
+pub mod tls;
 mod water_marks;
 mod work;
 

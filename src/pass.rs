@@ -88,6 +88,10 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
         let (want, now) = entry.interest();
         if !want.is_empty() {
             pass.wanted.push((entry.id, want));
+        }
+        // A TLS channel is polled though its dispatcher wants nothing: its session may have a
+        // handshake to drive or records to flush (not listed in `wanted`).
+        if !want.is_empty() || !now.is_empty() || entry.polls_alone() {
             waiting.push((entry, want, now));
         }
     }

@@ -97,6 +97,12 @@ impl Closing {
         self.owes_read_eof = true;
     }
 
+    /// The stream ended in a way that is not end of file (a truncated TLS stream, reported as
+    /// an error): no more read interest, nothing owed.
+    pub(crate) fn read_finished(&mut self) {
+        self.read_done = true;
+    }
+
     /// A read or write saw the peer gone (`ECONNRESET`, `EPIPE`, …).
     pub(crate) fn disconnected(&mut self) {
         self.read_done = true;

@@ -12,6 +12,10 @@ pub(crate) trait Membership {
     /// Channel `id` closed: it leaves the map now.
     fn leave(&self, id: ChannelId);
 
+    /// Runs `task` as a member of the map (it keeps the map from being empty until it ends):
+    /// a closed TLS channel's last records, flushed after the channel has left.
+    fn linger(self: Rc<Self>, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>);
+
     /// The map itself, for the layers above the channel that know its type.
     fn as_any(self: Rc<Self>) -> Rc<dyn Any>;
 }

@@ -48,11 +48,14 @@ mod datagram;
 mod file;
 mod link;
 mod native;
+mod tls;
+mod tls_stream;
 mod urgent;
 
 pub(crate) use closing::{Closing, Owed};
 pub(crate) use link::{MapLink, Membership};
 pub use native::NativeStream;
+pub use tls_stream::TlsStream;
 
 /// A socket and its asyncore state, owned by the map once added.
 ///
@@ -94,6 +97,8 @@ pub struct Channel {
     /// The urgent-data watch of a TCP channel ([`set_urgent_events`](Channel::set_urgent_events));
     /// beside the stream rather than in it, so that ordinary streams pay nothing for it.
     pub(crate) urgent: Option<Box<crate::io::UrgentWatch>>,
+    /// The TLS session, from `start_tls` on (module `tls`); beside the stream, as `urgent`.
+    tls: Option<Box<crate::io::Tls>>,
 }
 
 /// The most one `recv` reads: more than a socket's receive buffer usually holds, and a bound
@@ -195,6 +200,7 @@ impl Channel {
             deadline: None,
             work: Vec::new(),
             urgent: None,
+            tls: None,
         }
     }
 
@@ -434,6 +440,9 @@ impl Channel {
     /// `NotConnected` on a closed channel; any other send error, with context.
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.tls.is_some() {
+            return self.tls_send(&[io::IoSlice::new(data)]);
+        }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write(data),
             Io::File(file) => file.try_write(data),
@@ -447,6 +456,9 @@ impl Channel {
 
     /// Like [`send`](Channel::send), for several buffers in one system call (`writev`).
     pub fn send_vectored(&mut self, data: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        if self.tls.is_some() {
+            return self.tls_send(data);
+        }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_write_vectored(data),
             Io::File(file) => file.try_write_vectored(data),
@@ -511,6 +523,9 @@ impl Channel {
         if !buf.has_remaining_mut() {
             return Ok(0);
         }
+        if self.tls.is_some() {
+            return self.tls_recv_buf(buf);
+        }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read_buf(buf, self.urgent.is_none()),
             Io::File(file) => file.try_read_buf(buf),
@@ -525,6 +540,9 @@ impl Channel {
     pub fn recv_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if self.tls.is_some() {
+            return self.tls_recv_buf(&mut &mut *buf);
         }
         let result = match &self.io {
             Io::Stream(stream) => stream.try_read(buf, self.urgent.is_none()),
@@ -562,7 +580,14 @@ impl Channel {
     }
 
     /// Shuts down one or both directions of the connection (`shutdown(2)`).
-    pub fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+    pub fn shutdown(&mut self, mut how: Shutdown) -> io::Result<()> {
+        if self.tls.is_some() && how != Shutdown::Read {
+            self.tls_shutdown_write()?;
+            if how == Shutdown::Write {
+                return Ok(());
+            }
+            how = Shutdown::Read;
+        }
         self.socket()?
             .shutdown(how)
             .map_err(|e| context(e, "shutdown"))
@@ -600,6 +625,9 @@ impl Channel {
         }
         if let Some(flush) = self.closing.take_before_close() {
             flush(self); // while the socket is still open
+        }
+        if self.tls.is_some() {
+            self.close_tls(); // close_notify, while the socket is still open
         }
         self.closing.close();
         self.accepting = false;
@@ -653,6 +681,11 @@ impl Channel {
     /// `Pending` leaves the task registered for a wake-up. The reactor's one readiness poll.
     #[inline]
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        if self.tls.is_some() {
+            if let Some(polled) = self.poll_tls(cx, want) {
+                return polled;
+            }
+        }
         let polled = self.io.poll_ready(cx, want);
         let Some(watch) = &mut self.urgent else {
             return polled;

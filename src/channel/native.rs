@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::channel::Channel;
+use crate::channel::{Channel, TlsStream};
 use crate::error::closed_channel;
-use crate::io::{Io, Stream};
+use crate::io::Io;
 
 /// A connected stream taken out of a map ([`Channel::take_stream`]), for native Tokio code.
 ///
@@ -73,6 +73,9 @@ pub enum NativeStream {
     Tcp(TcpStream),
     /// A Unix stream connection.
     Unix(UnixStream),
+    /// A TLS connection (TCP or Unix underneath), from a channel that spoke TLS, with
+    /// everything its session held.
+    Tls(Box<TlsStream>),
 }
 
 impl Channel {
@@ -101,11 +104,9 @@ impl Channel {
         let Io::Stream(stream) = std::mem::replace(&mut self.io, Io::Closed) else {
             unreachable!("checked above")
         };
+        let taken = self.take_tls(stream); // the TLS session, if any, goes with it
         self.close();
-        Ok(match stream {
-            Stream::Tcp(s) => NativeStream::Tcp(s),
-            Stream::Unix(s) => NativeStream::Unix(s),
-        })
+        Ok(taken)
     }
 }
 
@@ -118,6 +119,7 @@ impl AsyncRead for NativeStream {
         match self.get_mut() {
             NativeStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             NativeStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            NativeStream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -131,6 +133,7 @@ impl AsyncWrite for NativeStream {
         match self.get_mut() {
             NativeStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             NativeStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            NativeStream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -138,6 +141,7 @@ impl AsyncWrite for NativeStream {
         match self.get_mut() {
             NativeStream::Tcp(s) => Pin::new(s).poll_flush(cx),
             NativeStream::Unix(s) => Pin::new(s).poll_flush(cx),
+            NativeStream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -145,6 +149,7 @@ impl AsyncWrite for NativeStream {
         match self.get_mut() {
             NativeStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             NativeStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            NativeStream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

@@ -50,6 +50,13 @@ pub trait ChatHandler: 'static {
         Ok(())
     }
 
+    /// The channel's TLS handshake completed ([`Chat::start_tls`],
+    /// [`Channel::start_tls`]); output pushed here is sent after it returns. Default: nothing.
+    fn handle_tls_ready(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        let _ = (chat, channel);
+        Ok(())
+    }
+
     /// The peer finished sending (it may still read). An unterminated last record stays
     /// collected; `found_terminator` is not called for it (nor is it in asynchat). Default:
     /// [`Chat::close_when_done`], so answers already pushed still reach the peer (asynchat
@@ -274,6 +281,11 @@ impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
 
     fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
         self.handler.handle_read_eof(&mut self.chat, channel)?;
+        self.flush(channel)
+    }
+
+    fn handle_tls_ready(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.handler.handle_tls_ready(&mut self.chat, channel)?;
         self.flush(channel)
     }
 

@@ -75,6 +75,7 @@ mod producer;
 mod state;
 mod stream;
 mod terminator;
+mod tls;
 
 pub use adapter::{AsyncChat, ChatHandler};
 pub use producer::{Producer, SimpleProducer};

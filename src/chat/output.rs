@@ -177,6 +177,13 @@ impl Output {
         true
     }
 
+    /// Whether a `close_when_done` marker is queued.
+    pub(crate) fn closes(&self) -> bool {
+        self.later
+            .iter()
+            .any(|entry| matches!(entry, Queued::Close))
+    }
+
     /// All unsent output in order up to a close marker, producers run to exhaustion.
     pub(crate) fn drain(&mut self) -> Vec<Bytes> {
         let mut out: Vec<Bytes> = self.ready.take_all().collect();

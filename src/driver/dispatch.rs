@@ -7,6 +7,7 @@ use super::{Entry, Record};
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
 use crate::event::{Event, Interest, Ready};
+use crate::io::TlsEvent;
 
 /// The kinds of event one wake-up can bring.
 #[derive(Clone, Copy)]
@@ -45,7 +46,7 @@ impl Entry {
         record: &mut Record<'_>,
     ) {
         let fires = match phase {
-            Phase::Read => ready.is_read() && want.is_read(),
+            Phase::Read => (ready.is_read() && want.is_read()) || ready.is_tls(),
             Phase::Write => ready.is_write() && want.is_write(),
             Phase::Expt => ready.is_expt(),
         };
@@ -63,14 +64,21 @@ impl Entry {
                 self.call(d, ch, Event::Accept, record, |d, ch| d.handle_accept(ch));
             }
             Phase::Read => {
-                if ch.connecting() && !self.connect_event(d, ch, record) {
+                if ready.is_tls() && !self.tls_event(d, ch, record) {
+                    return;
+                }
+                if !(ready.is_read() && want.is_read()) {
+                    return;
+                }
+                // After a connect, a TLS channel's reads wait for its handshake.
+                if ch.connecting() && (!self.connect_event(d, ch, record) || ch.tls_handshaking()) {
                     return;
                 }
                 self.call(d, ch, Event::Read, record, |d, ch| d.handle_read(ch));
             }
             Phase::Write if ch.accepting() => {}
             Phase::Write => {
-                if ch.connecting() && !self.connect_event(d, ch, record) {
+                if ch.connecting() && (!self.connect_event(d, ch, record) || ch.tls_handshaking()) {
                     return;
                 }
                 // The channel waited for writability only to see its connect complete:
@@ -132,6 +140,31 @@ impl Entry {
                 false
             }
         }
+    }
+
+    /// What the channel's TLS session has for the dispatcher: `handle_tls_ready` for a
+    /// completed handshake, the error of a failed session routed as a callback's error. True
+    /// when the channel is still open and its session has not failed (the read event may
+    /// follow).
+    #[cold]
+    fn tls_event(&self, d: &mut dyn Dispatcher, ch: &mut Channel, record: &mut Record<'_>) -> bool {
+        while let Some(event) = ch.take_tls_event() {
+            match event {
+                TlsEvent::Ready => {
+                    if !self.call(d, ch, Event::TlsReady, record, |d, ch| {
+                        d.handle_tls_ready(ch)
+                    }) {
+                        return false;
+                    }
+                }
+                TlsEvent::Error(error) => {
+                    self.route(d, ch, error, record);
+                    self.settle(d, ch, record);
+                    return false;
+                }
+            }
+        }
+        !ch.is_closed()
     }
 
     /// The deadline passed: clear it and run `handle_timeout`.

@@ -9,7 +9,9 @@ use crate::event::{Interest, Ready};
 impl Entry {
     /// Asks the dispatcher what the channel waits for, and what is ready without waiting: a
     /// read event when it wants to read and has input buffered
-    /// ([`has_buffered_input`](crate::Dispatcher::has_buffered_input)). Never `WRITE` for a
+    /// ([`has_buffered_input`](crate::Dispatcher::has_buffered_input)) or the channel does
+    /// ([`Channel::has_buffered_input`](crate::Channel::has_buffered_input): decrypted TLS
+    /// bytes), and `TLS` when the channel's TLS session has an event. Never `WRITE` for a
     /// listener, always `WRITE` while a connect is pending, no `READ` once the peer finished
     /// sending. A panic in `readable`/`writable` goes to `handle_error` and yields no interest.
     pub(crate) fn interest(&self) -> (Interest, Ready) {
@@ -21,12 +23,16 @@ impl Entry {
             let dispatcher = self.dispatcher.borrow();
             catch_unwind(AssertUnwindSafe(|| {
                 let mut want = Interest::NONE;
-                let mut ready = Ready::NONE;
+                let mut ready;
                 if dispatcher.readable(&channel) && !channel.closing.read_done() {
                     want = want | Interest::READ;
+                    // The channel's own input (TLS) first: it costs one test without TLS.
+                    ready = channel.ready_without_socket(true);
                     if dispatcher.has_buffered_input(&channel) {
-                        ready = Ready::READ;
+                        ready = ready | Ready::READ;
                     }
+                } else {
+                    ready = channel.ready_without_socket(false);
                 }
                 let writable = !channel.accepting() && dispatcher.writable(&channel);
                 self.connect_only.set(channel.connecting() && !writable);

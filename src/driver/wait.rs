@@ -15,6 +15,11 @@ pub(super) enum Wake {
 }
 
 impl Entry {
+    /// Whether the channel is polled though its dispatcher wants nothing (a TLS session).
+    pub(crate) fn polls_alone(&self) -> bool {
+        self.channel.borrow().polls_alone()
+    }
+
     /// Polls the socket for `want`; `Pending` leaves the caller registered for a wake-up.
     #[inline]
     pub(crate) fn poll_io(&self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
@@ -34,7 +39,9 @@ impl Entry {
                     return Poll::Ready(Wake::Timeout);
                 }
             }
-            if !want.is_empty() {
+            // A TLS channel is polled even when its dispatcher wants nothing: its session may
+            // have a handshake to drive or records to flush.
+            if !want.is_empty() || channel.polls_alone() {
                 if let Poll::Ready(ready) = channel.poll_ready(cx, want) {
                     return Poll::Ready(Wake::Io(ready));
                 }

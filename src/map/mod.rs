@@ -422,6 +422,10 @@ impl Membership for MapInner {
         }
     }
 
+    fn linger(self: Rc<Self>, task: std::pin::Pin<Box<dyn Future<Output = ()>>>) {
+        Map::from_inner(self).spawn(task);
+    }
+
     fn as_any(self: Rc<Self>) -> Rc<dyn Any> {
         self
     }
