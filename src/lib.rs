@@ -210,6 +210,84 @@
 //! `close_when_done`), with a maximum record length, water marks on the output, and a
 //! hand-over of the connection, unparsed bytes included, to native Tokio code.
 //!
+//! # TLS
+//!
+//! A stream channel speaks TLS ([rustls](https://docs.rs/rustls/0.23), module [`tls`]) from
+//! the moment it calls [`Channel::start_tls`]:
+//!
+//! - **A server**, in `handle_accepted`: `conn.start_tls_server(config)?`, then `Map::add` as
+//!   usual. [`tls::server_config`] reads a certificate chain and key from PEM files.
+//! - **A client**, right after `connect`: `channel.start_tls_client(config, "example.com")?`
+//!   ([`tls::client_config`] trusts the system's roots, [`tls::client_config_with_ca`] a
+//!   private CA).
+//! - **STARTTLS**, at any moment of a plaintext conversation, exactly there: what `send` took
+//!   before went out in the clear, output the dispatcher still owes in the clear goes first
+//!   ([`tls::Upgrade::plaintext_first`]; an asynchat connection's queued output does so by
+//!   itself with [`Chat::start_tls`](chat::Chat::start_tls)), and nothing the socket delivers
+//!   afterwards reaches the dispatcher unless it came through TLS. Plaintext the peer sent
+//!   after its upgrade command is refused, never taken for protected input.
+//!
+//! The dispatcher keeps its callbacks, and its `recv` and `send` carry plaintext. The reactor
+//! does what Python's `ssl` left to the program:
+//!
+//! - it drives the handshake and writes the records, whatever `readable()` and `writable()`
+//!   say; read and write events resume when the handshake has completed, after
+//!   [`Dispatcher::handle_tls_ready`], where [`Channel::peer_certificates`] and
+//!   [`Channel::alpn_protocol`] are known;
+//! - a channel with decrypted bytes waiting is readable though its socket is not
+//!   ([`Channel::has_buffered_input`], asked with `readable()` for every dispatcher);
+//! - records the socket had no room for are flushed on its write readiness without
+//!   `handle_write`; `writable()` is answered with a write event once nothing waits and
+//!   `send` has room again;
+//! - a failure reaches `handle_error` with an `io::Error` that says which: a certificate that
+//!   is not trusted, has expired or names another host, an alert, bytes that are not TLS (all
+//!   `InvalidData`, with the rustls error behind them: [`tls::rustls_error`]), the peer
+//!   closing during the handshake, or a stream that ends without `close_notify`
+//!   (`UnexpectedEof`, [`tls::is_truncation`]: an error, not end of file);
+//! - [`Channel::close`] sends `close_notify` and lets the records still waiting go out (a
+//!   member task of the map flushes them, for up to 10 s);
+//!   [`Channel::shutdown`]`(Write)` is `close_notify` then FIN, a half-close; deadlines,
+//!   [`Map::shutdown`] and lock-step passes work as on plaintext ([`Ready::TLS`] and
+//!   [`Event::TlsReady`] show the handshake in a [`Pass`]); [`Channel::take_stream`] hands the
+//!   connection over with its session as a [`tls::TlsStream`].
+//!
+//! ```no_run
+//! use std::{io, sync::Arc};
+//! use asyncore::{tls, Address, Channel, Dispatcher, Family};
+//!
+//! struct TlsEchoServer { config: Arc<tls::ServerConfig> }
+//!
+//! impl Dispatcher for TlsEchoServer {
+//!     fn handle_accepted(&mut self, channel: &mut Channel, mut conn: Channel, _: Address) -> io::Result<()> {
+//!         conn.start_tls_server(self.config.clone())?; // the reactor runs the handshake
+//!         channel.map().expect("in a map").add(conn, Echo)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct Echo;
+//!
+//! impl Dispatcher for Echo {
+//!     fn writable(&self, _: &Channel) -> bool { false }
+//!     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+//!         let data = channel.recv(8192)?; // plaintext
+//!         channel.send(&data)?; // encrypted on the way out (see examples/echo_server.rs)
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> io::Result<()> {
+//!     let config = Arc::new(tls::server_config("cert.pem", "key.pem")?);
+//!     let mut server = Channel::create_socket(Family::Inet)?;
+//!     server.set_reuse_addr()?;
+//!     server.bind("127.0.0.1:8443")?;
+//!     server.listen(128)?;
+//!     asyncore::add(server, TlsEchoServer { config })?;
+//!     asyncore::run().await
+//! }
+//! ```
+//!
 //! # Watching it
 //!
 //! Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and silent until a subscriber is installed. Each

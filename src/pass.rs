@@ -128,6 +128,15 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
         .unwrap_or_default();
     pass.ready = ready.iter().map(|(entry, _, r)| (entry.id, *r)).collect();
     let mut events = Vec::new();
+    // The TLS sessions' events first (completed handshakes, failures), as a connect's.
+    for (entry, _, r) in &ready {
+        if r.is_tls() {
+            entry.tls_phase(&mut Some(&mut events));
+            if let Some(error) = map.state.take_exit() {
+                return Err(error);
+            }
+        }
+    }
     for phase in PHASES {
         for (entry, want, r) in &ready {
             entry.phase_event(phase, *r, *want, &mut Some(&mut events));

@@ -681,10 +681,8 @@ impl Channel {
     /// `Pending` leaves the task registered for a wake-up. The reactor's one readiness poll.
     #[inline]
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
-        if self.tls.is_some() {
-            if let Some(polled) = self.poll_tls(cx, want) {
-                return polled;
-            }
+        if self.polls_tls() {
+            return self.poll_tls(cx, want);
         }
         let polled = self.io.poll_ready(cx, want);
         let Some(watch) = &mut self.urgent else {

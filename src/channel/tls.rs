@@ -162,7 +162,7 @@ impl Channel {
 
     /// What is ready without the socket: `TLS` for an event of the TLS session, `READ` for
     /// input the channel holds (if `read`). `NONE` for a plaintext channel.
-    #[inline]
+    #[inline(never)]
     pub(crate) fn ready_without_socket(&self, read: bool) -> Ready {
         match &self.tls {
             None => Ready::NONE,
@@ -175,25 +175,28 @@ impl Channel {
         self.tls.as_mut()?.take_event()
     }
 
-    /// The reactor's poll of a TLS channel ([`Tls::poll`]); `None` for a channel whose socket
-    /// is polled as it is (no TLS, or a connect pending: the handshake starts once it is done).
+    /// Whether the reactor polls the channel through its TLS session ([`Tls::poll`]): TLS is
+    /// on and no connect is pending (the handshake starts once it is done).
     #[inline]
-    pub(crate) fn poll_tls(&mut self, cx: &mut Context<'_>, want: Interest) -> Option<Poll<Ready>> {
-        let tls = self.tls.as_mut()?;
-        if self.connecting {
-            return None;
+    pub(crate) fn polls_tls(&self) -> bool {
+        self.tls.is_some() && !self.connecting
+    }
+
+    /// The reactor's poll of a TLS channel ([`Tls::poll`]).
+    #[inline(never)]
+    pub(crate) fn poll_tls(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+        match (self.tls.as_mut(), &self.io) {
+            (Some(tls), Io::Stream(stream)) => tls.poll(stream, cx, want),
+            _ => Poll::Pending,
         }
-        let Io::Stream(stream) = &self.io else {
-            return None;
-        };
-        Some(tls.poll(stream, cx, want))
     }
 
     /// Whether the reactor must poll the channel though its dispatcher wants nothing: a TLS
-    /// session has a handshake to drive or records to flush.
+    /// session may have a handshake to drive or records to flush (once a pending connect is
+    /// done).
     #[inline]
     pub(crate) fn polls_alone(&self) -> bool {
-        self.tls.is_some()
+        self.polls_tls()
     }
 
     /// `recv` of a TLS channel.

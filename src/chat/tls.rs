@@ -35,6 +35,7 @@ impl Chat {
     /// conversation in TLS):
     ///
     /// ```
+    /// # #![allow(dead_code)]
     /// use std::io;
     /// use std::sync::Arc;
     /// use asyncore::chat::{Chat, ChatHandler};

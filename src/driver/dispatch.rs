@@ -25,6 +25,9 @@ impl Entry {
     /// Free-running dispatch of one wake-up.
     #[inline]
     pub(super) fn dispatch(&self, ready: Ready, want: Interest, record: &mut Record<'_>) {
+        if ready.is_tls() {
+            self.tls_phase(record);
+        }
         for phase in PHASES {
             self.phase_event(phase, ready, want, record);
         }
@@ -46,7 +49,7 @@ impl Entry {
         record: &mut Record<'_>,
     ) {
         let fires = match phase {
-            Phase::Read => (ready.is_read() && want.is_read()) || ready.is_tls(),
+            Phase::Read => ready.is_read() && want.is_read(),
             Phase::Write => ready.is_write() && want.is_write(),
             Phase::Expt => ready.is_expt(),
         };
@@ -64,12 +67,6 @@ impl Entry {
                 self.call(d, ch, Event::Accept, record, |d, ch| d.handle_accept(ch));
             }
             Phase::Read => {
-                if ready.is_tls() && !self.tls_event(d, ch, record) {
-                    return;
-                }
-                if !(ready.is_read() && want.is_read()) {
-                    return;
-                }
                 // After a connect, a TLS channel's reads wait for its handshake.
                 if ch.connecting() && (!self.connect_event(d, ch, record) || ch.tls_handshaking()) {
                     return;
@@ -142,29 +139,31 @@ impl Entry {
         }
     }
 
-    /// What the channel's TLS session has for the dispatcher: `handle_tls_ready` for a
-    /// completed handshake, the error of a failed session routed as a callback's error. True
-    /// when the channel is still open and its session has not failed (the read event may
-    /// follow).
+    /// The events of a channel's TLS session, before its read, write and urgent events (a
+    /// wake-up with [`Ready::TLS`]): `handle_tls_ready` for a completed handshake, the error
+    /// of a failed session routed as a callback's error.
     #[cold]
-    fn tls_event(&self, d: &mut dyn Dispatcher, ch: &mut Channel, record: &mut Record<'_>) -> bool {
-        while let Some(event) = ch.take_tls_event() {
-            match event {
-                TlsEvent::Ready => {
-                    if !self.call(d, ch, Event::TlsReady, record, |d, ch| {
+    pub(crate) fn tls_phase(&self, record: &mut Record<'_>) {
+        if self.stopping() {
+            return;
+        }
+        let mut channel = self.channel.borrow_mut();
+        let mut dispatcher = self.dispatcher.borrow_mut();
+        let (ch, d) = (&mut *channel, &mut **dispatcher);
+        while !ch.is_closed() {
+            match ch.take_tls_event() {
+                None => return,
+                Some(TlsEvent::Ready) => {
+                    self.call(d, ch, Event::TlsReady, record, |d, ch| {
                         d.handle_tls_ready(ch)
-                    }) {
-                        return false;
-                    }
+                    });
                 }
-                TlsEvent::Error(error) => {
+                Some(TlsEvent::Error(error)) => {
                     self.route(d, ch, error, record);
                     self.settle(d, ch, record);
-                    return false;
                 }
             }
         }
-        !ch.is_closed()
     }
 
     /// The deadline passed: clear it and run `handle_timeout`.

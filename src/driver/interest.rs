@@ -23,21 +23,20 @@ impl Entry {
             let dispatcher = self.dispatcher.borrow();
             catch_unwind(AssertUnwindSafe(|| {
                 let mut want = Interest::NONE;
-                let mut ready;
+                let mut ready = Ready::NONE;
                 if dispatcher.readable(&channel) && !channel.closing.read_done() {
                     want = want | Interest::READ;
-                    // The channel's own input (TLS) first: it costs one test without TLS.
-                    ready = channel.ready_without_socket(true);
                     if dispatcher.has_buffered_input(&channel) {
-                        ready = ready | Ready::READ;
+                        ready = Ready::READ;
                     }
-                } else {
-                    ready = channel.ready_without_socket(false);
                 }
                 let writable = !channel.accepting() && dispatcher.writable(&channel);
                 self.connect_only.set(channel.connecting() && !writable);
                 if channel.connecting() || writable {
                     want = want | Interest::WRITE;
+                }
+                if channel.is_tls() {
+                    ready = ready | channel.ready_without_socket(want.is_read());
                 }
                 (want, ready)
             }))

@@ -17,6 +17,65 @@
 //! - [`TlsStream`]: a TLS connection taken out of a map for native Tokio code
 //!   ([`NativeStream::Tls`](crate::NativeStream::Tls)).
 //!
+//! # Example
+//!
+//! Both ends of a socket pair speak TLS, one as the server, the other as the client, with a
+//! self-signed certificate made on the spot (rcgen):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+//! use std::{cell::RefCell, io, rc::Rc, sync::Arc};
+//! use asyncore::{tls, Channel, Dispatcher, Map};
+//!
+//! let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).map_err(io::Error::other)?;
+//! let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+//! let server_config = Arc::new(tls::server_config_from_pem(cert.as_bytes(), key.as_bytes())?);
+//! let mut roots = tls::rustls::RootCertStore::empty();
+//! roots.add(made.cert.der().clone()).map_err(io::Error::other)?;
+//! let client_config = Arc::new(tls::client_config_with_roots(roots));
+//!
+//! /// Says hello once the handshake is done; keeps the answer.
+//! struct Client { answer: Rc<RefCell<Vec<u8>>> }
+//! impl Dispatcher for Client {
+//!     fn writable(&self, _: &Channel) -> bool { false }
+//!     fn handle_tls_ready(&mut self, channel: &mut Channel) -> io::Result<()> {
+//!         assert!(channel.peer_certificates().is_some());
+//!         channel.send(b"hello")?;
+//!         Ok(())
+//!     }
+//!     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+//!         self.answer.borrow_mut().extend_from_slice(&channel.recv(100)?);
+//!         if self.answer.borrow().len() == 5 {
+//!             channel.map().expect("in a map").close_all();
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// Answers in upper case.
+//! struct Server;
+//! impl Dispatcher for Server {
+//!     fn writable(&self, _: &Channel) -> bool { false }
+//!     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+//!         let data = channel.recv(100)?;
+//!         channel.send(&data.to_ascii_uppercase())?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let (a, b) = tokio::net::UnixStream::pair()?;
+//! let (mut server, mut client) = (Channel::from_unix(a), Channel::from_unix(b));
+//! server.start_tls_server(server_config)?;
+//! client.start_tls_client(client_config, "localhost")?;
+//! let answer = Rc::new(RefCell::new(Vec::new()));
+//! let map = Map::new();
+//! map.add(server, Server)?;
+//! map.add(client, Client { answer: answer.clone() })?;
+//! map.run().await?;
+//! assert_eq!(&answer.borrow()[..], b"HELLO");
+//! # Ok(()) }
+//! ```
+//!
 //! # Crypto provider
 //!
 //! rustls is built with its *ring* provider. *ring* builds with a C compiler alone; the other
@@ -281,6 +340,7 @@ pub fn is_truncation(error: &io::Error) -> bool {
 /// and a message that says what happened in words.
 ///
 /// ```
+/// # #![allow(dead_code)]
 /// use asyncore::tls::{rustls, rustls_error};
 /// # fn check(error: &std::io::Error) {
 /// if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) =

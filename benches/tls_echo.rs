@@ -1,0 +1,738 @@
+//! TLS echo: this crate's echo dispatcher with TLS on its channels (the handler of
+//! `examples/echo_server`, the listener starting TLS on every accepted connection) against a
+//! native tokio-rustls echo server (a task per connection, `read_buf` into a reused 64 KiB
+//! buffer, `write_all`), same rustls, same *ring* provider, same certificate, both on a
+//! current-thread runtime, under one load generator of tokio-rustls clients.
+//!
+//! ```text
+//! cargo bench --bench tls_echo                 # messages per second, interleaved rounds
+//! cargo bench --bench tls_echo -- callgrind    # user-space instructions per message
+//! cargo bench --bench tls_echo -- quick        # one short round of each (a smoke run)
+//! cargo bench --bench tls_echo -- c1 16KiB     # only the points whose names contain these
+//! ```
+//!
+//! Both servers are child processes: this bench binary itself, started again with
+//! `--serve crate|native CERT KEY`, so that each can run under `valgrind --tool=callgrind`.
+//! Each point is measured crate, native, crate, native… and the table shows medians over the
+//! rounds and the ratio crate / native. C = 1 pins the servers and the generator to CPU 0 (as
+//! `echo_load` does; waking the other vCPU costs more than the echo). The callgrind mode zeroes
+//! the server's counters after a warm-up (handshakes done), runs a fixed number of rounds and
+//! divides the instructions by the messages; at C = 1 the generator pauses 1 ms after each
+//! echo, so that each message is one wake-up of the server (see `benches/README.md`). The
+//! `handshake` point is a new connection per message: connect, handshake, one 64 B echo,
+//! close_notify; its figures are per connection.
+
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const PAUSE: Duration = Duration::from_millis(1);
+const SERVERS: [&str; 2] = ["crate", "native"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--serve") {
+        let (kind, cert, key) = (&args[at + 1], &args[at + 2], &args[at + 3]);
+        if let Err(e) = serve::run(kind, Path::new(cert), Path::new(key)) {
+            eprintln!("tls_echo server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "quick");
+    let callgrind = args.iter().any(|a| a == "callgrind");
+    let filters: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--") && !matches!(*a, "quick" | "callgrind"))
+        .collect();
+    if let Err(e) = bench(quick, callgrind, &filters) {
+        eprintln!("tls_echo: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Point {
+    Echo { conns: usize, size: usize },
+    Handshake { workers: usize },
+}
+
+impl Point {
+    fn name(self) -> String {
+        match self {
+            Point::Echo { conns, size } if size >= 1024 => format!("c{conns} {}KiB", size / 1024),
+            Point::Echo { conns, size } => format!("c{conns} {size}B"),
+            Point::Handshake { workers } => format!("handshake ({workers} workers)"),
+        }
+    }
+    fn pinned(self) -> bool {
+        matches!(self, Point::Echo { conns: 1, .. })
+    }
+}
+
+fn points() -> Vec<Point> {
+    let mut points = Vec::new();
+    for conns in [1, 64] {
+        for size in [64, 16 * 1024] {
+            points.push(Point::Echo { conns, size });
+        }
+    }
+    points.push(Point::Handshake { workers: 8 });
+    points
+}
+
+fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
+    let certs = certs::Certs::new()?;
+    let out = std::env::temp_dir().join(format!("tls_echo_callgrind.{}", std::process::id()));
+    if callgrind {
+        std::fs::create_dir_all(&out)?;
+    }
+    let servers: Vec<Server> = SERVERS
+        .iter()
+        .map(|kind| Server::start(kind, &certs, callgrind.then_some(out.as_path())))
+        .collect::<io::Result<_>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = certs.client_config()?;
+    let rounds = if quick {
+        1
+    } else if callgrind {
+        2
+    } else {
+        5
+    };
+    let mut text = if callgrind {
+        format!(
+            "tls_echo callgrind: user-space instructions of the server per message (handshake: \
+             per connection), {rounds} round(s), C=1 with a {PAUSE:?} pause after each echo; \
+             ratio = crate / native\n\n| point | messages | crate (asyncore + TLS) | native \
+             (tokio-rustls) | ratio |\n|---|---|---|---|---|\n"
+        )
+    } else {
+        format!(
+            "tls_echo: messages per second (handshake: connections per second), medians of \
+             {rounds} interleaved round(s); ratio = crate / native\n\n| point | crate \
+             (asyncore + TLS) | native (tokio-rustls) | ratio |\n|---|---|---|---|\n"
+        )
+    };
+    let selected = |p: &Point| {
+        filters
+            .iter()
+            .all(|f| p.name().replace(' ', "").contains(f))
+    };
+    for point in points().into_iter().filter(selected) {
+        pin_all(point, &servers, "0")?;
+        let mut figures = [Vec::new(), Vec::new()];
+        let mut messages = 0;
+        for _ in 0..rounds {
+            for (i, server) in servers.iter().enumerate() {
+                let figure = if callgrind {
+                    let (warm_up, measured) = match point {
+                        Point::Echo { conns: 1, .. } => (100, if quick { 200 } else { 1000 }),
+                        Point::Echo { .. } => (5, if quick { 10 } else { 40 }),
+                        Point::Handshake { .. } => (5, if quick { 10 } else { 40 }),
+                    };
+                    let (n, instructions) =
+                        runtime.block_on(counted(server, &client, point, warm_up, measured))?;
+                    messages = n;
+                    instructions as f64 / n as f64
+                } else {
+                    let window = if quick {
+                        Duration::from_millis(300)
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    runtime.block_on(timed(server.address, &client, point, window))?
+                };
+                figures[i].push(figure);
+            }
+        }
+        pin_all(point, &servers, "0-1")?;
+        let [ours, native] = figures.map(|v| median(&v));
+        let _ = if callgrind {
+            writeln!(
+                text,
+                "| {} | {messages} | {ours:.0} | {native:.0} | {:.2} |",
+                point.name(),
+                ours / native
+            )
+        } else {
+            writeln!(
+                text,
+                "| {} | {ours:.0} | {native:.0} | {:.2} |",
+                point.name(),
+                ours / native
+            )
+        };
+    }
+    for server in servers {
+        server.stop()?;
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    print!("{text}");
+    Ok(())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn pin_all(point: Point, servers: &[Server], cpus: &str) -> io::Result<()> {
+    if point.pinned() {
+        pin(std::process::id(), cpus)?;
+        for server in servers {
+            pin(server.pid, cpus)?;
+        }
+    }
+    Ok(())
+}
+
+fn pin(pid: u32, cpus: &str) -> io::Result<()> {
+    run(Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null()))
+}
+
+fn run(command: &mut Command) -> io::Result<()> {
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{command:?} failed: {status}")))
+    }
+}
+
+// ----- the load -----
+
+type Client = Arc<rustls::ClientConfig>;
+type Stream = tokio_rustls::client::TlsStream<TcpStream>;
+
+async fn connect(address: SocketAddr, client: &Client) -> io::Result<Stream> {
+    let tcp = TcpStream::connect(address).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    tokio_rustls::TlsConnector::from(client.clone())
+        .connect(name, tcp)
+        .await
+}
+
+/// One echo of `message` (its first bytes changed, so that a stale echo shows).
+async fn echo(
+    stream: &mut Stream,
+    message: &mut [u8],
+    back: &mut [u8],
+    round: u64,
+) -> io::Result<()> {
+    message[..8].copy_from_slice(&round.to_le_bytes());
+    stream.write_all(message).await?;
+    stream.flush().await?;
+    stream.read_exact(back).await?;
+    if back != message {
+        return Err(io::Error::other("the echo differs from the message"));
+    }
+    Ok(())
+}
+
+/// A whole connection for the handshake point: connect, handshake, one echo, close_notify,
+/// the server's close.
+async fn one_connection(address: SocketAddr, client: &Client, round: u64) -> io::Result<()> {
+    let mut stream = connect(address, client).await?;
+    let mut message = vec![7u8; 64];
+    let mut back = vec![0u8; 64];
+    echo(&mut stream, &mut message, &mut back, round).await?;
+    stream.shutdown().await?;
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await; // the server's close (or its truncation)
+    Ok(())
+}
+
+/// Messages (or connections) per second over `window`, after a warm-up.
+async fn timed(
+    address: SocketAddr,
+    client: &Client,
+    point: Point,
+    window: Duration,
+) -> io::Result<f64> {
+    let warm_up = Duration::from_millis(300);
+    let (workers, size) = match point {
+        Point::Echo { conns, size } => (conns, size),
+        Point::Handshake { workers } => (workers, 0),
+    };
+    let started = Instant::now();
+    let (start, end) = (started + warm_up, started + warm_up + window);
+    let mut tasks = Vec::new();
+    let local = tokio::task::LocalSet::new();
+    for w in 0..workers {
+        let client = client.clone();
+        tasks.push(local.spawn_local(async move {
+            let mut counted = 0u64;
+            let mut round = w as u64 * 1_000_000_000;
+            if size == 0 {
+                while Instant::now() < end {
+                    one_connection(address, &client, round).await?;
+                    round += 1;
+                    if (start..end).contains(&Instant::now()) {
+                        counted += 1;
+                    }
+                }
+                return io::Result::Ok(counted);
+            }
+            let mut stream = connect(address, &client).await?;
+            let mut message = vec![7u8; size];
+            let mut back = vec![0u8; size];
+            while Instant::now() < end {
+                echo(&mut stream, &mut message, &mut back, round).await?;
+                round += 1;
+                if (start..end).contains(&Instant::now()) {
+                    counted += 1;
+                }
+            }
+            stream.shutdown().await?;
+            Ok(counted)
+        }));
+    }
+    let total = local
+        .run_until(async {
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.map_err(io::Error::other)??;
+            }
+            io::Result::Ok(total)
+        })
+        .await?;
+    Ok(total as f64 / window.as_secs_f64())
+}
+
+/// Instructions the server spent on `measured` rounds per worker, after `warm_up` rounds (and
+/// every handshake of the echo points) outside the count: (messages, instructions).
+async fn counted(
+    server: &Server,
+    client: &Client,
+    point: Point,
+    warm_up: usize,
+    measured: usize,
+) -> io::Result<(u64, u64)> {
+    let address = server.address;
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async {
+            let (workers, size) = match point {
+                Point::Echo { conns, size } => (conns, size),
+                Point::Handshake { workers } => (workers, 0),
+            };
+            let pause = point.pinned().then_some(PAUSE);
+            // Phase 1: connect and warm up; phase 2 (after the counters are zeroed): measure.
+            let barrier = Arc::new(tokio::sync::Barrier::new(workers + 1));
+            let done = Arc::new(tokio::sync::Barrier::new(workers + 1));
+            let mut tasks = Vec::new();
+            for w in 0..workers {
+                let (client, barrier, done) = (client.clone(), barrier.clone(), done.clone());
+                tasks.push(tokio::task::spawn_local(async move {
+                    let mut round = w as u64 * 1_000_000_000;
+                    if size == 0 {
+                        for _ in 0..warm_up {
+                            one_connection(address, &client, round).await?;
+                            round += 1;
+                        }
+                        barrier.wait().await;
+                        barrier.wait().await;
+                        for _ in 0..measured {
+                            one_connection(address, &client, round).await?;
+                            round += 1;
+                        }
+                        done.wait().await;
+                        return io::Result::Ok(());
+                    }
+                    let mut stream = connect(address, &client).await?;
+                    let mut message = vec![7u8; size];
+                    let mut back = vec![0u8; size];
+                    for _ in 0..warm_up {
+                        echo(&mut stream, &mut message, &mut back, round).await?;
+                        round += 1;
+                    }
+                    barrier.wait().await;
+                    barrier.wait().await;
+                    for _ in 0..measured {
+                        echo(&mut stream, &mut message, &mut back, round).await?;
+                        round += 1;
+                        if let Some(pause) = pause {
+                            tokio::time::sleep(pause).await;
+                        }
+                    }
+                    done.wait().await;
+                    stream.shutdown().await?;
+                    Ok(())
+                }));
+            }
+            barrier.wait().await;
+            server.callgrind("-z")?;
+            barrier.wait().await;
+            done.wait().await;
+            let instructions = server.callgrind_dump()?;
+            for task in tasks {
+                task.await.map_err(io::Error::other)??;
+            }
+            Ok(((workers * measured) as u64, instructions))
+        })
+        .await
+}
+
+// ----- the servers, as child processes -----
+
+struct Server {
+    child: Child,
+    pid: u32,
+    address: SocketAddr,
+    name: &'static str,
+    callgrind_out: Option<PathBuf>,
+}
+
+impl Server {
+    fn start(
+        kind: &'static str,
+        certs: &certs::Certs,
+        callgrind: Option<&Path>,
+    ) -> io::Result<Server> {
+        let exe = std::env::current_exe()?;
+        let (mut command, callgrind_out) = match callgrind {
+            None => (Command::new(&exe), None),
+            Some(dir) => {
+                let file = dir.join(format!("{kind}.out"));
+                let mut command = Command::new("valgrind");
+                command.args([
+                    "--tool=callgrind",
+                    "--quiet",
+                    &format!("--callgrind-out-file={}", file.display()),
+                ]);
+                command.arg(&exe);
+                (command, Some(file))
+            }
+        };
+        let mut child = command
+            .args(["--serve", kind])
+            .arg(&certs.cert)
+            .arg(&certs.key)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(LIMIT)
+            .map_err(|_| io::Error::other(format!("the {kind} server did not start")))?;
+        let address = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("the {kind} server said {line:?}")))?;
+        Ok(Server {
+            pid: child.id(),
+            child,
+            address,
+            name: kind,
+            callgrind_out,
+        })
+    }
+
+    fn callgrind(&self, what: &str) -> io::Result<()> {
+        run(Command::new("callgrind_control")
+            .arg(what)
+            .arg(self.pid.to_string())
+            .stdout(Stdio::null()))
+    }
+
+    /// Dumps the counters; the instructions since the last zeroing.
+    fn callgrind_dump(&self) -> io::Result<u64> {
+        let file = self.callgrind_out.as_ref().expect("under callgrind");
+        let dir = file.parent().expect("a directory");
+        let prefix = file
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .into_owned();
+        let dumps = || -> io::Result<Vec<PathBuf>> {
+            Ok(std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .collect())
+        };
+        let old = dumps()?;
+        self.callgrind("-d")?;
+        let new: Vec<PathBuf> = dumps()?.into_iter().filter(|p| !old.contains(p)).collect();
+        let [dump] = new.as_slice() else {
+            return Err(io::Error::other(format!(
+                "{}: expected one new dump, found {new:?}",
+                self.name
+            )));
+        };
+        let text = std::fs::read_to_string(dump)?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("summary:")
+                    .or_else(|| l.strip_prefix("totals:"))
+            })
+            .and_then(|n| n.split_whitespace().next()?.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("no totals in {}", dump.display())))
+    }
+
+    fn stop(mut self) -> io::Result<()> {
+        run(Command::new("kill").args(["-TERM", &self.pid.to_string()]))?;
+        let deadline = Instant::now() + LIMIT;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "the {} server did not exit",
+                    self.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod serve {
+    //! The two servers: `--serve crate` and `--serve native`.
+
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use asyncore::{tls, Address, Channel, Dispatcher, Family, InterestScope};
+    use bytes::{Buf, Bytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub(super) fn run(kind: &str, cert: &Path, key: &Path) -> io::Result<()> {
+        let config = Arc::new(tls::server_config(cert, key)?);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        match kind {
+            "crate" => runtime.block_on(crate_server(config)),
+            "native" => runtime.block_on(native_server(config)),
+            _ => Err(io::Error::other(format!("no server {kind:?}"))),
+        }
+    }
+
+    fn announce(address: std::net::SocketAddr) {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {address}");
+        let _ = out.flush();
+    }
+
+    /// `examples/echo_server`'s handler, on a TLS channel.
+    struct EchoHandler {
+        unsent: Bytes,
+        closing: bool,
+    }
+
+    impl Dispatcher for EchoHandler {
+        fn interest_scope(&self) -> InterestScope {
+            InterestScope::Own
+        }
+        fn readable(&self, _: &Channel) -> bool {
+            self.unsent.is_empty()
+        }
+        fn writable(&self, _: &Channel) -> bool {
+            !self.unsent.is_empty()
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let data = channel.recv(128 * 1024)?;
+            if !data.is_empty() {
+                let sent = channel.send(&data)?;
+                self.unsent = data.slice(sent..);
+            }
+            Ok(())
+        }
+        fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let sent = channel.send(&self.unsent)?;
+            self.unsent.advance(sent);
+            if self.closing && self.unsent.is_empty() {
+                channel.close();
+            }
+            Ok(())
+        }
+        fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
+            self.closing = true;
+            if self.unsent.is_empty() {
+                channel.close();
+            }
+            Ok(())
+        }
+        fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+            channel.close();
+            Ok(())
+        }
+        fn handle_error(&mut self, channel: &mut Channel, _: io::Error) {
+            channel.close();
+        }
+    }
+
+    struct EchoServer(Arc<tls::ServerConfig>);
+
+    impl Dispatcher for EchoServer {
+        fn handle_accepted(
+            &mut self,
+            channel: &mut Channel,
+            mut conn: Channel,
+            _: Address,
+        ) -> io::Result<()> {
+            conn.start_tls_server(self.0.clone())?;
+            let handler = EchoHandler {
+                unsent: Bytes::new(),
+                closing: false,
+            };
+            channel.map().expect("in a map").add(conn, handler)?;
+            Ok(())
+        }
+    }
+
+    async fn crate_server(config: Arc<tls::ServerConfig>) -> io::Result<()> {
+        let mut channel = Channel::create_socket(Family::Inet)?;
+        channel.set_reuse_addr()?;
+        channel.bind("127.0.0.1:0")?;
+        channel.listen(1024)?;
+        let address = *channel.local_addr()?.as_inet().expect("inet");
+        let map = asyncore::socket_map();
+        map.add(channel, EchoServer(config))?;
+        announce(address);
+        map.run_until(async {
+            let _ = asyncore::shutdown_signal().await;
+        })
+        .await?;
+        map.shutdown(std::time::Duration::from_secs(1)).await
+    }
+
+    async fn native_server(config: Arc<tls::ServerConfig>) -> io::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        announce(listener.local_addr()?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let serve = async {
+            loop {
+                let (tcp, _) = listener.accept().await?;
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = Vec::with_capacity(64 * 1024);
+                    loop {
+                        buf.clear();
+                        match stream.read_buf(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                if stream.write_all(&buf).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                });
+            }
+            #[allow(unreachable_code)]
+            io::Result::Ok(())
+        };
+        tokio::select! {
+            served = serve => served,
+            _ = asyncore::shutdown_signal() => Ok(()),
+        }
+    }
+}
+
+mod certs {
+    //! A CA and a certificate for `localhost`, made for the run and removed after it.
+
+    use std::io;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+
+    pub(super) struct Certs {
+        dir: PathBuf,
+        pub(super) ca: PathBuf,
+        pub(super) cert: PathBuf,
+        pub(super) key: PathBuf,
+    }
+
+    impl Certs {
+        pub(super) fn new() -> io::Result<Certs> {
+            let bad = |e: rcgen::Error| io::Error::other(e.to_string());
+            let dir = std::env::temp_dir().join(format!("tls_echo_certs.{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.distinguished_name
+                .push(DnType::CommonName, "tls_echo CA");
+            ca.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let ca_key = KeyPair::generate().map_err(bad)?;
+            let ca_pem = ca.self_signed(&ca_key).map_err(bad)?.pem();
+            let issuer = Issuer::new(ca, ca_key);
+            let leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(bad)?;
+            let key = KeyPair::generate().map_err(bad)?;
+            let cert_pem = leaf.signed_by(&key, &issuer).map_err(bad)?.pem();
+            let certs = Certs {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("cert.pem"),
+                key: dir.join("key.pem"),
+                dir,
+            };
+            std::fs::write(&certs.ca, ca_pem)?;
+            std::fs::write(&certs.cert, cert_pem)?;
+            std::fs::write(&certs.key, key.serialize_pem())?;
+            Ok(certs)
+        }
+
+        pub(super) fn client_config(&self) -> io::Result<Arc<tokio_rustls::rustls::ClientConfig>> {
+            Ok(Arc::new(asyncore::tls::client_config_with_ca(&self.ca)?))
+        }
+    }
+
+    impl Drop for Certs {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
