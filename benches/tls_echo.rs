@@ -628,7 +628,7 @@ mod serve {
         channel.set_reuse_addr()?;
         channel.bind("127.0.0.1:0")?;
         channel.listen(1024)?;
-        let address = *channel.local_addr()?.as_inet().expect("inet");
+        let address = channel.local_addr()?.as_inet().expect("inet");
         let map = asyncore::socket_map();
         map.add(channel, EchoServer(config))?;
         announce(address);

@@ -3,7 +3,11 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server [ADDR]      # default 127.0.0.1:8080
+//! cargo run --release --example echo_server -- --tls-cert cert.pem --tls-key key.pem [ADDR]
 //! ```
+//!
+//! With `--tls-cert FILE --tls-key FILE` every connection speaks TLS: the server starts TLS on
+//! each accepted channel, and the handler, unchanged, reads and writes plaintext.
 //!
 //! Changes from the seed, all for load: the backlog is 1024, not 5 (a full accept queue drops
 //! SYNs, which come back a second later); reads take up to 128 KiB, not 1 KiB (a read larger
@@ -20,6 +24,7 @@ mod support;
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use asyncore::{Address, Channel, Dispatcher};
 use bytes::{Buf, Bytes};
@@ -81,17 +86,22 @@ impl Dispatcher for EchoHandler {
     }
 }
 
-struct EchoServer;
+struct EchoServer {
+    tls: Option<Arc<asyncore::tls::ServerConfig>>,
+}
 
 impl EchoServer {
-    fn start(address: std::net::SocketAddr) -> io::Result<Address> {
+    fn start(
+        address: std::net::SocketAddr,
+        tls: Option<Arc<asyncore::tls::ServerConfig>>,
+    ) -> io::Result<Address> {
         let mut channel = Channel::create_socket(support::family_of(&address))?;
         channel.set_reuse_addr()?;
         channel.bind(address)?; // server_bind
         channel.listen(BACKLOG)?; // server_activate
         debug!("listen: backlog={BACKLOG}");
         let bound = channel.local_addr()?;
-        asyncore::add(channel, EchoServer)?;
+        asyncore::add(channel, EchoServer { tls })?;
         Ok(bound)
     }
 
@@ -102,10 +112,13 @@ impl EchoServer {
     fn process_request(
         &self,
         channel: &Channel,
-        conn: Channel,
+        mut conn: Channel,
         client_address: Address,
     ) -> io::Result<()> {
         info!("conn_made: client_address={client_address}");
+        if let Some(config) = &self.tls {
+            conn.start_tls_server(config.clone())?; // the reactor runs the handshake
+        }
         let handler = EchoHandler {
             client_address,
             unsent: Bytes::new(),
@@ -139,5 +152,12 @@ impl Dispatcher for EchoServer {
 async fn main() -> ExitCode {
     support::init_tracing();
     // Serve until a signal, then give every handler a moment to send back what it owes.
-    support::serve("echo_server", "127.0.0.1:8080", EchoServer::start).await
+    let (tls, args) = match support::tls_server_arguments("echo_server") {
+        Ok(parsed) => parsed,
+        Err(e) => return support::fail("echo_server", e),
+    };
+    support::serve_args("echo_server", "127.0.0.1:8080", args, |address| {
+        EchoServer::start(address, tls)
+    })
+    .await
 }

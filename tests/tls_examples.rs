@@ -191,11 +191,18 @@ def client(name, results):
                         raise SystemExit(name + ": closed early")
                     got += chunk
             assert bytes(got) == data, (name, size)
+        version = s.version()
         s.unwrap()  # close_notify, then the server's
-        results.append(name + " " + s.version())
+        results.append(name + " " + version)
+
+def run(name, results):
+    try:
+        client(name, results)
+    except BaseException as e:
+        results.append(name + " failed: " + repr(e))
 
 results = []
-threads = [threading.Thread(target=client, args=(n, results)) for n in ("a", "b")]
+threads = [threading.Thread(target=run, args=(n, results)) for n in ("a", "b")]
 for t in threads: t.start()
 for t in threads: t.join()
 print("\n".join(sorted(results)))

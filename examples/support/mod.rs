@@ -26,7 +26,12 @@ pub fn fail(program: &str, error: impl Display) -> ExitCode {
 
 /// The optional single address argument of a server, or `default`.
 pub fn server_address(program: &str, default: &str) -> Result<String, String> {
-    let mut args = std::env::args().skip(1);
+    address_argument(program, default, std::env::args().skip(1).collect())
+}
+
+/// [`server_address`] from `args` (the program's arguments less those already taken).
+fn address_argument(program: &str, default: &str, args: Vec<String>) -> Result<String, String> {
+    let mut args = args.into_iter();
     let address = args.next().unwrap_or_else(|| default.to_string());
     match args.next() {
         None => Ok(address),
@@ -79,7 +84,17 @@ pub async fn serve<A: Display>(
     default: &str,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    let address = match server_address(program, default).and_then(|a| parse_inet(&a)) {
+    serve_args(program, default, std::env::args().skip(1).collect(), start).await
+}
+
+/// [`serve`] with the program's arguments given (those it took itself removed).
+pub async fn serve_args<A: Display>(
+    program: &str,
+    default: &str,
+    args: Vec<String>,
+    start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
+) -> ExitCode {
+    let address = match address_argument(program, default, args).and_then(|a| parse_inet(&a)) {
         Ok(address) => address,
         Err(e) => return fail(program, e),
     };
@@ -95,4 +110,47 @@ pub async fn serve<A: Display>(
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(program, e),
     }
+}
+
+/// A server's TLS options, `--tls-cert FILE --tls-key FILE` (both or neither), taken out of its
+/// arguments: the configuration they name, and the other arguments.
+pub fn tls_server_arguments(
+    program: &str,
+) -> Result<
+    (
+        Option<std::sync::Arc<asyncore::tls::ServerConfig>>,
+        Vec<String>,
+    ),
+    String,
+> {
+    let usage = || format!("usage: {program} [--tls-cert FILE --tls-key FILE] [ADDR]");
+    let (mut cert, mut key, mut rest) = (None, None, Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--tls-cert" => &mut cert,
+            "--tls-key" => &mut key,
+            _ => {
+                rest.push(arg);
+                continue;
+            }
+        };
+        match args.next() {
+            Some(file) if slot.is_none() => *slot = Some(file),
+            _ => return Err(usage()),
+        }
+    }
+    let config = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(
+            asyncore::tls::server_config(&cert, &key).map_err(|e| e.to_string())?,
+        )),
+        _ => {
+            return Err(format!(
+                "--tls-cert and --tls-key go together ({})",
+                usage()
+            ))
+        }
+    };
+    Ok((config, rest))
 }
