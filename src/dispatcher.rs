@@ -147,7 +147,8 @@ pub trait Dispatcher: Any {
     /// buffered but has not processed (asynchat's unparsed input after a terminator change).
     /// While it is true and `readable()` too, the reactor runs `handle_read` at once, without
     /// waiting for the socket, which may have nothing more to say. Asked with `readable()`.
-    /// Default: `false`.
+    /// Default: `false`. Input the channel itself holds (decrypted TLS bytes) needs no answer
+    /// here: the reactor asks [`Channel::has_buffered_input`] too.
     fn has_buffered_input(&self, channel: &Channel) -> bool {
         let _ = channel;
         false

@@ -498,6 +498,11 @@ impl Channel {
     /// returns, `handle_read_eof` (end of file; by default it leads to `handle_close`) or
     /// `handle_close` (disconnect) runs.
     ///
+    /// On a TLS channel ([`start_tls`](Channel::start_tls)) it returns decrypted bytes, reading
+    /// records from the socket as it needs them; `WouldBlock` during the handshake; end of
+    /// file is the peer's `close_notify`, and a stream that ends without one is an
+    /// `UnexpectedEof` error ([`tls::is_truncation`](crate::tls::is_truncation)), reported once.
+    ///
     /// # Errors
     /// `WouldBlock` when nothing is there yet (a spurious wake-up): return it from the
     /// callback with `?` and the reactor treats it as "nothing to do", never as an error.
@@ -580,6 +585,11 @@ impl Channel {
     }
 
     /// Shuts down one or both directions of the connection (`shutdown(2)`).
+    ///
+    /// On a TLS channel, shutting down the write side (`Write` or `Both`) first queues TLS's
+    /// `close_notify`; the socket's write side is shut once it and the records before it are
+    /// out (at once if the socket takes them, else on its write readiness). The peer may go
+    /// on sending: a half-close.
     pub fn shutdown(&mut self, mut how: Shutdown) -> io::Result<()> {
         if self.tls.is_some() && how != Shutdown::Read {
             self.tls_shutdown_write()?;
@@ -619,6 +629,11 @@ impl Channel {
     ///
     /// The channel of an [`AsyncChat`](crate::chat::AsyncChat) first sends what the socket
     /// takes of the chat's queued output (see [`Chat::push`](crate::chat::Chat::push)).
+    ///
+    /// A TLS channel sends `close_notify`. Records its socket has no room for yet (its last
+    /// output, the `close_notify`) are flushed by a member task of the map for up to 10 s, as
+    /// the kernel goes on sending a closed plaintext socket's bytes: [`Map::run`](crate::Map::run)
+    /// returns once they are out. [`Map::close_all`](crate::Map::close_all) drops them.
     pub fn close(&mut self) {
         if self.is_closed() {
             return;

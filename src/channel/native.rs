@@ -18,10 +18,11 @@ use crate::io::Io;
 /// async work is aborted) and returns the socket, still open and still registered with Tokio.
 /// A `NativeStream` implements [`AsyncRead`](https://docs.rs/tokio/1/tokio/io/trait.AsyncRead.html) and
 /// [`AsyncWrite`](https://docs.rs/tokio/1/tokio/io/trait.AsyncWrite.html), so it works with `tokio::io::AsyncReadExt`,
-/// `tokio-util`'s `Framed` and friends. The channel itself keeps
+/// `tokio-util`'s `Framed` and friends. A plaintext channel itself keeps
 /// no unread input (every `recv` hands its bytes to the dispatcher): what the dispatcher read
 /// but did not use is the dispatcher's to pass on with the stream; an asynchat connection does
-/// both with [`Chat::take_stream`](crate::chat::Chat::take_stream).
+/// both with [`Chat::take_stream`](crate::chat::Chat::take_stream). A TLS channel comes out as
+/// [`NativeStream::Tls`], its session with it, decrypted bytes not yet read included.
 ///
 /// In: [`Channel::from_tcp`] and [`Channel::from_unix`] adopt a connected Tokio stream (match
 /// on the variants to get it back); a native reader that already buffered input feeds it to
@@ -84,6 +85,8 @@ impl Channel {
     /// returned. Call it from a callback (or a [`Map::with`](crate::Map::with) closure) at a
     /// protocol switch, and hand the stream, plus any input your dispatcher buffered, to a
     /// native task; [`NativeStream`] shows one.
+    ///
+    /// A TLS channel's stream is a [`NativeStream::Tls`]: the session goes with the socket.
     ///
     /// # Errors
     /// `InvalidInput` if the channel is not a connected (or connecting) stream;

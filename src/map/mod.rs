@@ -344,11 +344,13 @@ impl Map {
         let entries = std::mem::take(&mut *inner.entries.borrow_mut());
         let shared = std::mem::take(&mut *inner.shared.borrow_mut());
         inner.state.shared_left(shared.len());
-        let members = std::mem::take(&mut *inner.members.borrow_mut());
         for entry in entries.into_values() {
             entry.close();
             entry.notify_closed();
         }
+        // After the closes: a TLS channel's close may leave a member to flush its last records,
+        // which goes too.
+        let members = std::mem::take(&mut *inner.members.borrow_mut());
         for member in members.into_values() {
             member.abort();
         }
