@@ -469,3 +469,151 @@ print("ssl", t.version())
         );
     }
 }
+
+/// A plain dispatcher (no asynchat) upgrades with `Channel::start_tls`: the reply it still
+/// owes goes with the upgrade (`Upgrade::plaintext_first`) and leaves first, in the clear.
+#[test]
+fn a_plain_dispatcher_upgrades_with_its_owed_reply_first() {
+    use asyncore::tls::Upgrade;
+    struct Plain {
+        config: Arc<ServerConfig>,
+        log: Log,
+    }
+    impl Dispatcher for Plain {
+        fn writable(&self, _: &Channel) -> bool {
+            false
+        }
+        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+            let data = channel.recv(1024)?;
+            self.log.push(format!(
+                "read {:?} tls={}",
+                String::from_utf8_lossy(&data),
+                channel.is_tls()
+            ));
+            if &data[..] == b"STARTTLS\r\n" {
+                // The reply is not sent here: it goes with the upgrade, before the first record.
+                channel.start_tls(
+                    Upgrade::server(self.config.clone()).plaintext_first("220 go\r\n"),
+                )?;
+            } else if !data.is_empty() {
+                channel.send(&data.to_ascii_uppercase())?;
+            }
+            Ok(())
+        }
+        fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
+            channel.close();
+            Ok(())
+        }
+    }
+    on_both_runtimes(|| async {
+        let certs = Certs::new();
+        let log = Log::default();
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let map = Map::new();
+        map.add(
+            Channel::from_unix(a),
+            Plain {
+                config: certs.server_config(),
+                log: log.clone(),
+            },
+        )
+        .unwrap();
+        let config = certs.client_config();
+        let client = async move {
+            let mut plain = b;
+            plain.write_all(b"STARTTLS\r\n").await.unwrap();
+            assert_eq!(line(&mut plain).await, "220 go\r\n");
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, plain)
+                .await
+                .unwrap();
+            tls.write_all(b"secret").await.unwrap();
+            let mut answer = [0; 6];
+            tls.read_exact(&mut answer).await.unwrap();
+            tls.shutdown().await.unwrap();
+            answer
+        };
+        let (served, answer) = tokio::join!(map.run(), client);
+        served.unwrap();
+        assert_eq!(&answer, b"SECRET");
+        assert_eq!(
+            log.entries(),
+            [
+                "read \"STARTTLS\\r\\n\" tls=false",
+                "read \"secret\" tls=true",
+                "read \"\" tls=true", // the client's close_notify: end of file
+            ]
+        );
+    });
+}
+
+/// A TLS chat handed over to native code (`Chat::take_stream`): the session, the unparsed
+/// protected input and the unsent reply come along, and `into_framed` goes on with them.
+#[test]
+fn a_tls_chat_hands_over_to_native_code_with_its_buffers() {
+    use asyncore::chat::ChatStream;
+    use asyncore::NativeStream;
+    use futures::{SinkExt, StreamExt};
+    use tokio_util::codec::LinesCodec;
+    struct Upgrade {
+        to_native: Option<tokio::sync::oneshot::Sender<ChatStream>>,
+    }
+    impl ChatHandler for Upgrade {
+        fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+            if &chat.take_line()[..] == b"NATIVE" {
+                chat.push_line("switching");
+                let taken = chat.take_stream(channel)?;
+                let _ = self.to_native.take().unwrap().send(taken);
+            }
+            Ok(())
+        }
+    }
+    on_both_runtimes(|| async {
+        let certs = Certs::new();
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let (to_native, from_map) = tokio::sync::oneshot::channel();
+        let mut channel = Channel::from_unix(a);
+        channel.start_tls_server(certs.server_config()).unwrap();
+        let map = Map::new();
+        map.add(
+            channel,
+            AsyncChat::new(
+                Upgrade {
+                    to_native: Some(to_native),
+                },
+                b"\n",
+            ),
+        )
+        .unwrap();
+        let config = certs.client_config();
+        let client = async move {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, b)
+                .await
+                .unwrap();
+            tls.write_all(b"NATIVE\nfirst native line\n").await.unwrap(); // one record
+            tls.flush().await.unwrap();
+            let mut answers = String::new();
+            tls.read_to_string(&mut answers).await.unwrap(); // ends with the native side's close_notify
+            answers
+        };
+        let native = async {
+            map.run().await.unwrap(); // the chat left the map
+            let taken = from_map.await.unwrap();
+            assert!(
+                matches!(taken.stream, NativeStream::Tls(_)),
+                "{:?}",
+                taken.stream
+            );
+            let mut lines = taken.into_framed(LinesCodec::new());
+            let first = lines.next().await.unwrap().unwrap();
+            lines.send(format!("native got {first}")).await.unwrap();
+            let mut stream = lines.into_inner();
+            stream.shutdown().await.unwrap();
+        };
+        let (answers, ()) = tokio::join!(client, native);
+        assert_eq!(answers, "switching\nnative got first native line\n");
+    });
+}
