@@ -79,7 +79,19 @@ pub async fn serve<A: Display>(
     default: &str,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    let address = match server_address(program, default).and_then(|a| parse_inet(&a)) {
+    match server_address(program, default) {
+        Ok(address) => serve_on(program, &address, start).await,
+        Err(e) => fail(program, e),
+    }
+}
+
+/// [`serve`] for a server whose address came from elsewhere than a lone `[ADDR]` argument.
+pub async fn serve_on<A: Display>(
+    program: &str,
+    address: &str,
+    start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
+) -> ExitCode {
+    let address = match parse_inet(address) {
         Ok(address) => address,
         Err(e) => return fail(program, e),
     };
