@@ -1,6 +1,9 @@
 //! Python's asyncore on Tokio: a dispatcher per socket, a map of channels, and a loop that runs
 //! until the map is empty, with every dispatcher a Tokio task.
 //!
+//! The crate is for Unix only (Linux, the BSDs, macOS): it works with raw file descriptors,
+//! Unix sockets, pipes and Unix signals. On any other target it does not compile.
+//!
 //! # The model
 //!
 //! asyncore programs are built from three things, and so is this crate:
@@ -233,6 +236,12 @@
     unsafe_code
 )]
 #![doc(test(attr(deny(warnings))))]
+
+#[cfg(not(unix))]
+compile_error!(
+    "the asyncore crate supports Unix only (Linux, the BSDs, macOS): it is built on file \
+     descriptors, Unix sockets and Unix signals, which this target does not have"
+);
 
 // The layers, from the bottom: each module knows only those above it in this list.
 mod address;

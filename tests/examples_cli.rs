@@ -687,9 +687,8 @@ fn file_cat_empty_input() {
 #[test]
 fn file_cat_from_regular_files_and_dev_null() {
     use std::process::Stdio;
-    let dir = std::env::temp_dir();
-    let input_path = dir.join(format!("asyncore-file-cat-in-{}", std::process::id()));
-    let output_path = dir.join(format!("asyncore-file-cat-out-{}", std::process::id()));
+    let input_path = util::TempPath::new("file-cat-in");
+    let output_path = util::TempPath::new("file-cat-out");
     let input = random_bytes(3 * 1024 * 1024 + 17, 42);
     std::fs::write(&input_path, &input).unwrap();
 
@@ -727,9 +726,6 @@ fn file_cat_from_regular_files_and_dev_null() {
         None,
     );
     assert!(status.success() && stderr.is_empty(), "{status:?} {stderr}");
-
-    let _ = std::fs::remove_file(&input_path);
-    let _ = std::fs::remove_file(&output_path);
 }
 
 /// stdout's reader goes away: one line on stderr, a failing status, no hang.

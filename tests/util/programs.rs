@@ -151,9 +151,8 @@ pub fn python3() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Runs example `name` with `args` and checks the error contract of shared/spec/examples.md: a
-/// failing status, nothing on stdout, and exactly one stderr line, `NAME: ...`, containing
-/// `expect`.
+/// Runs example `name` with `args` and checks the error rule of examples/README.md: a failing
+/// status, nothing on stdout, and exactly one stderr line, `NAME: ...`, containing `expect`.
 pub fn assert_fails_in_one_line(name: &str, args: &[&str], expect: &str) {
     let mut command = Command::new(example(name));
     command.args(args);
