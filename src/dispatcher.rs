@@ -50,7 +50,7 @@ use crate::event::InterestScope;
 ///
 /// # Example
 ///
-/// The seed's echo handler: read what arrives, write it back.
+/// The echo handler of asyncore's documentation: read what arrives, write it back.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {

@@ -243,7 +243,16 @@ compile_error!(
      descriptors, Unix sockets and Unix signals, which this target does not have"
 );
 
-// The layers, from the bottom: each module knows only those above it in this list.
+// The layers, from the bottom; each module uses only modules of the layers below its own
+// (rustfmt sorts the declarations, so the order is given here):
+//   address, error, event, loop_state, water_marks   vocabulary and the loop's state
+//   io                                                sockets and their readiness
+//   channel, byte_queue, send_buffer                  a socket with asyncore's operations
+//   dispatcher                                        the callbacks
+//   driver                                            one channel's reactor
+//   map                                               the map and its loop
+//   pass, handle, work                                lock-step passes, handles, async work
+//   chat                                              asynchat
 mod address;
 mod byte_queue;
 mod channel;

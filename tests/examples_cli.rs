@@ -1,4 +1,4 @@
-//! The example programs against their command-line contract (shared/spec/examples.md), over
+//! The example programs against their command-line contract (examples/README.md), over
 //! real sockets, with Rust and Python peers.
 
 mod util;
@@ -232,7 +232,7 @@ fn echo_client_errors_are_one_line() {
     }
 }
 
-/// http_client sends exactly the seed's request and copies the response, byte for byte.
+/// http_client sends exactly the request of asyncore's documentation example and copies the response, byte for byte.
 #[test]
 fn http_client_fetches_raw_response() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,4 +1,4 @@
-//! What every example program shares: the command-line contract of `shared/spec/examples.md`
+//! What every example program shares: the command-line contract of examples/README.md
 //! (one clear line on stderr and a non-zero exit on error, `tracing` only when `RUST_LOG` asks).
 
 #![allow(dead_code)] // each example uses part of it
