@@ -249,6 +249,7 @@ mod loop_state;
 mod map;
 mod pass;
 mod send_buffer;
+mod snapshot;
 mod water_marks;
 mod work;
 
@@ -261,6 +262,7 @@ pub use handle::{ChannelHandle, MapHandle};
 pub use map::{socket_map, Map};
 pub use pass::Pass;
 pub use send_buffer::{SendBuffer, SEND_CHUNK};
+pub use snapshot::{Buffered, ChannelSnapshot, ChannelState, MapSnapshot, Rates, Totals};
 pub use work::Work;
 
 /// Re-exported for [`Channel::socket`]'s socket options.
