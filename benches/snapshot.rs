@@ -95,7 +95,10 @@ async fn measure(
         .await?;
     let first = map.snapshot();
     assert_eq!(first.channels.len(), channels);
-    assert!(first.channels.iter().all(|c| c.waiting), "every channel waits");
+    assert!(
+        first.channels.iter().all(|c| c.waiting),
+        "every channel waits"
+    );
 
     let mut local = Vec::with_capacity(samples);
     for _ in 0..samples {

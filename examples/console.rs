@@ -62,9 +62,17 @@ impl Dispatcher for EchoServer {
     fn interest_scope(&self) -> InterestScope {
         InterestScope::Own
     }
-    fn handle_accepted(&mut self, channel: &mut Channel, sock: Channel, _: Address) -> io::Result<()> {
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        sock: Channel,
+        _: Address,
+    ) -> io::Result<()> {
         let out = SendBuffer::new();
-        channel.map().expect("in a map").add(sock, EchoHandler { out })?;
+        channel
+            .map()
+            .expect("in a map")
+            .add(sock, EchoHandler { out })?;
         Ok(())
     }
 }

@@ -43,7 +43,12 @@ fn full_listener() -> (socket2::Socket, std::net::TcpStream, std::net::SocketAdd
     let listener =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     listener
-        .bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
         .unwrap();
     listener.listen(0).unwrap(); // room for one connection, never accepted
     let address = listener.local_addr().unwrap().as_socket().unwrap();
@@ -323,7 +328,12 @@ fn from_another_thread_with_totals() {
             let map = Map::new();
             let (ours, peer) = socket_pair();
             let id = map
-                .add(ours, Buffering { out: SendBuffer::new() })
+                .add(
+                    ours,
+                    Buffering {
+                        out: SendBuffer::new(),
+                    },
+                )
                 .unwrap();
             map.with::<Buffering, _>(id, |_, channel| {
                 channel.set_timeout(Duration::from_secs(3600))
@@ -360,8 +370,14 @@ fn from_another_thread_with_totals() {
             assert!(snapshot.totals.running);
             assert!(after.channels.is_empty());
             assert_eq!(after.totals.channels, 0);
-            assert_eq!((after.totals.bytes_received, after.totals.bytes_sent), (5, 5));
-            assert!(after.totals.callbacks > seen.callbacks, "handle_read_eof, handle_close");
+            assert_eq!(
+                (after.totals.bytes_received, after.totals.bytes_sent),
+                (5, 5)
+            );
+            assert!(
+                after.totals.callbacks > seen.callbacks,
+                "handle_read_eof, handle_close"
+            );
             let rates = after.rates_since(&snapshot);
             assert!(rates.seconds > 0.0 && rates.bytes_received == 0.0);
         })

@@ -64,7 +64,8 @@ struct Visitor<'a>(&'a mut Fields);
 
 impl Visit for Visitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_string(), format!("{value:?}"));
+        self.0
+            .insert(field.name().to_string(), format!("{value:?}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
         self.0.insert(field.name().to_string(), value.to_string());
@@ -121,8 +122,10 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
 
 impl Recorder {
     fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::registry()
-            .with(self.clone().with_filter(tracing::level_filters::LevelFilter::TRACE));
+        let subscriber = tracing_subscriber::registry().with(
+            self.clone()
+                .with_filter(tracing::level_filters::LevelFilter::TRACE),
+        );
         tracing::subscriber::set_default(subscriber)
     }
     fn events(&self) -> Vec<EventSeen> {
@@ -185,7 +188,12 @@ struct Acceptor {
 }
 
 impl Dispatcher for Acceptor {
-    fn handle_accepted(&mut self, channel: &mut Channel, sock: Channel, _: Address) -> io::Result<()> {
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        sock: Channel,
+        _: Address,
+    ) -> io::Result<()> {
         let id = channel.map().unwrap().add(sock, Talker)?;
         self.accepted.set(Some(id));
         Ok(())
@@ -207,7 +215,12 @@ fn accepted_channels_have_root_spans_and_shutdown_closes_inside_them() {
         let (server, address) = listener(Family::Inet).unwrap();
         let accepted = Rc::new(Cell::new(None));
         let listener_id = map
-            .add(server, Acceptor { accepted: accepted.clone() })
+            .add(
+                server,
+                Acceptor {
+                    accepted: accepted.clone(),
+                },
+            )
             .unwrap();
         let Address::Inet(target) = address else {
             unreachable!()
@@ -242,7 +255,10 @@ fn accepted_channels_have_root_spans_and_shutdown_closes_inside_them() {
             .iter()
             .find(|span| span.fields.get("id") == Some(&talker.to_string()))
             .expect("the connection's span");
-        assert_eq!(own.fields.get("dispatcher").map(String::as_str), Some("Talker"));
+        assert_eq!(
+            own.fields.get("dispatcher").map(String::as_str),
+            Some("Talker")
+        );
         assert_eq!(own.fields.get("peer"), Some(&client.to_string()));
         assert!(own.fields.contains_key("fd"));
         let server_span = spans
@@ -329,9 +345,7 @@ fn sweeps_passes_and_with_run_inside_the_channels_span() {
         let go = Rc::new(Cell::new(false));
         let (follower_end, mut follower_peer) = socket_pair();
         let (leader_end, mut leader_peer) = socket_pair();
-        let follower = map
-            .add(follower_end, Follower { go: go.clone() })
-            .unwrap();
+        let follower = map.add(follower_end, Follower { go: go.clone() }).unwrap();
         let leader = map.add(leader_end, Leader { go: go.clone() }).unwrap();
         leader_peer.write_all(b"now").unwrap();
         let waiter = std::thread::spawn(move || {
@@ -438,5 +452,8 @@ fn example_logs_are_plain_text_into_a_pipe() {
     for line in connection {
         assert_eq!(line.matches("channel{").count(), 1, "{line}");
     }
-    assert!(stderr.contains("wants READ") && stderr.contains("ready READ"), "{stderr}");
+    assert!(
+        stderr.contains("wants READ") && stderr.contains("ready READ"),
+        "{stderr}"
+    );
 }

@@ -167,7 +167,8 @@ impl Channel {
             _ => return Err(self.misuse("sendto", "is not a datagram channel")),
         };
         self.progress = true;
-        let sent = result.map_err(|e| sent_error(e, data.len(), format_args!("sendto {address}")))?;
+        let sent =
+            result.map_err(|e| sent_error(e, data.len(), format_args!("sendto {address}")))?;
         self.traffic.sent += sent as u64;
         Ok(sent)
     }

@@ -89,7 +89,8 @@ impl Entry {
             spins: self.spin.count(),
             spin_verdict: self.spin.count() >= super::spin::SPIN_THRESHOLD,
         };
-        let (Ok(channel), Ok(dispatcher)) = (self.channel.try_borrow(), self.dispatcher.try_borrow())
+        let (Ok(channel), Ok(dispatcher)) =
+            (self.channel.try_borrow(), self.dispatcher.try_borrow())
         else {
             return seen;
         };
