@@ -136,8 +136,8 @@ fn python_for(dispatcher: &str, wanted: Option<Interest>, events: &[Event]) -> V
 fn show(number: usize, what: &str, pass: &Pass, names: &BTreeMap<ChannelId, String>) {
     println!("\npass {number}: {what}");
     println!(
-        "  {:<16} {:<11} {:<6} {:<16} {}",
-        "channel", "wanted", "ready", "callback run", "in the Python program"
+        "  {:<16} {:<11} {:<6} {:<16} in the Python program",
+        "channel", "wanted", "ready", "callback run"
     );
     let mut ids: Vec<ChannelId> = pass.wanted.iter().map(|(id, _)| *id).collect();
     ids.extend(pass.events.iter().map(|(id, _)| *id));
