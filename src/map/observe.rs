@@ -26,6 +26,7 @@ pub(super) struct Observer {
     seen: Vec<Seen>,
 }
 
+#[derive(Clone, Copy)]
 struct Seen {
     id: ChannelId,
     callbacks: u64,
@@ -89,15 +90,17 @@ impl Map {
             let seen = entry.observe();
             while previous.next_if(|before| before.id < seen.id).is_some() {}
             let before = previous.next_if(|before| before.id == seen.id);
-            let channel = judge(seen, before.as_ref(), taken);
+            // No callback since the previous snapshot: the channel has been quiet since the
+            // earliest snapshot that saw its count.
+            let quiet_since = before
+                .filter(|before| before.callbacks == seen.callbacks)
+                .map(|before| before.since);
             observer.seen.push(Seen {
-                id: channel.id,
-                callbacks: channel.callbacks,
-                since: match (&before, channel.idle) {
-                    (Some(before), Some(idle)) if !idle.is_zero() => before.since,
-                    _ => taken,
-                },
+                id: seen.id,
+                callbacks: seen.callbacks,
+                since: quiet_since.unwrap_or(taken),
             });
+            let channel = judge(seen, before.is_some(), quiet_since, taken);
             totals.callbacks += channel.callbacks;
             totals.bytes_received += channel.bytes_received;
             totals.bytes_sent += channel.bytes_sent;
@@ -115,18 +118,21 @@ impl Map {
     }
 }
 
-/// A channel's snapshot, with what the previous snapshot (`before`, if it saw the channel)
-/// tells: how long it has been quiet, and whether it is stalled or still spinning.
-fn judge(seen: Observed, before: Option<&Seen>, taken: Instant) -> ChannelSnapshot {
-    // No callback since the previous snapshot.
-    let quiet = before.is_some_and(|before| before.callbacks == seen.callbacks);
-    let idle = before.map(|before| {
-        if quiet {
-            taken.saturating_duration_since(before.since)
-        } else {
-            std::time::Duration::ZERO
-        }
-    });
+/// A channel's snapshot, with what the previous snapshot tells (whether it saw the channel;
+/// since when the channel has run no callback, if it ran none since then): how long it has
+/// been quiet, and whether it is stalled or still spinning.
+fn judge(
+    seen: Observed,
+    seen_before: bool,
+    quiet_since: Option<Instant>,
+    taken: Instant,
+) -> ChannelSnapshot {
+    let quiet = quiet_since.is_some();
+    let idle = match quiet_since {
+        Some(since) => Some(taken.saturating_duration_since(since)),
+        None if seen_before => Some(std::time::Duration::ZERO),
+        None => None,
+    };
     let has_work = seen.interest.is_write()
         || seen.buffered.output.unwrap_or(0) > 0
         || seen.buffered.input.unwrap_or(0) > 0;
