@@ -215,11 +215,25 @@
 //!
 //! # Watching it
 //!
-//! Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and silent until a subscriber is installed. Each
-//! channel has a `channel` span (`id`, `fd`, `dispatcher`, `peer`) at `DEBUG`; each callback is
-//! a `TRACE` event; busy loops, stale interest, unrun maps and errors are `WARN` and `ERROR`.
-//! For one deterministic pass at a time, [`Map::poll`] returns a [`Pass`]: who wanted what,
-//! what was ready, which callbacks ran.
+//! [How a readiness reactor works](guide) is a chapter of its own: one pass, drawn; how the
+//! free-running mode differs; where Tokio's readiness cache comes in. To watch the reactor:
+//!
+//! - **Tracing.** Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and
+//!   silent until a subscriber is installed. Each channel has a root `channel` span (`id`,
+//!   `fd`, `dispatcher`, `peer`) at `DEBUG`, not nested in whoever created it, and everything
+//!   the reactor runs for the channel is inside it (a graceful shutdown's `handle_close` and
+//!   the interest sweep's re-asks too). At `TRACE`, each callback is an event, and so is what
+//!   the channel asked for (`wants READ|WRITE`) and what readiness arrived (`ready READ`).
+//!   Busy loops, stale interest, unrun maps and errors are `WARN` and `ERROR`.
+//! - **Passes.** For one deterministic pass at a time, [`Map::poll`] returns a [`Pass`]: who
+//!   wanted what, what was ready, which callbacks ran (`examples/tour.rs` prints them).
+//! - **Snapshots.** [`Map::snapshot`] (and [`MapHandle::snapshot`] from any thread) shows
+//!   every channel as it is now: state, interest, readiness last seen, buffers, bytes,
+//!   callbacks, how long it has been quiet, whether it spins or is stalled
+//!   ([`MapSnapshot`]); `examples/top.rs` draws them live.
+//! - **tokio-console.** Built with `--cfg tokio_unstable`, each channel's task is named
+//!   `channel #12 EchoHandler 127.0.0.1:53312`; `examples/console.rs` (feature `console`) is
+//!   the recipe.
 //!
 //! # Differences from Python's asyncore
 //!
@@ -261,12 +275,14 @@ mod dispatcher;
 mod driver;
 mod error;
 mod event;
+pub mod guide;
 mod handle;
 mod io;
 mod loop_state;
 mod map;
 mod pass;
 mod send_buffer;
+mod snapshot;
 mod water_marks;
 mod work;
 
@@ -279,6 +295,7 @@ pub use handle::{ChannelHandle, MapHandle};
 pub use map::{socket_map, Map};
 pub use pass::Pass;
 pub use send_buffer::{SendBuffer, SEND_CHUNK};
+pub use snapshot::{Buffered, ChannelSnapshot, ChannelState, MapSnapshot, Rates, Totals};
 pub use work::Work;
 
 /// Re-exported for [`Channel::socket`]'s socket options.

@@ -8,14 +8,24 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it.
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it. Colour only
+/// when stderr is a terminal (and `NO_COLOR` is not set): a log redirected to a file or a pipe
+/// gets plain text, not escape codes.
 pub fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
+            .with_ansi(colour())
             .init();
     }
+}
+
+/// Whether log lines on stderr may carry colour: stderr is a terminal and `NO_COLOR` is unset
+/// or empty.
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Prints `program: error` as one line on stderr and returns a failing exit code.

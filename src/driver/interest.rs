@@ -46,10 +46,11 @@ impl Entry {
     /// again, and returns what it waited with and what it now wants. Nothing for a task that
     /// is not waiting (it asks anew before it waits) or is already poked.
     pub(crate) fn refresh_interest(&self) -> Option<(Interest, Interest)> {
-        let waiting = self.waiting.get()?;
-        if self.poked.get() {
+        if !self.waiting.get() || self.poked.get() {
             return None;
         }
+        let waiting = self.want.get();
+        let _span = self.enter_span();
         let (now, ready) = self.interest();
         if now == waiting && ready.is_empty() {
             return None;

@@ -6,7 +6,8 @@
 //! - `sweep`: the interest sweep and the audit ([interest and shared
 //!   state](crate#interest-and-shared-state));
 //! - `remote`: what the map shares with other threads (requests from handles, emptiness);
-//! - `watchdog`: the warning for a map that nothing runs.
+//! - `watchdog`: the warning for a map that nothing runs;
+//! - `observe`: snapshots ([`Map::snapshot`]).
 //!
 //! Lock-step passes ([`Map::poll`]) and handles ([`Map::handle`]) are built on top of it, in
 //! their own modules.
@@ -26,13 +27,15 @@ use tokio::task::{AbortHandle, LocalSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::channel::{Channel, Membership};
+use crate::channel::{Channel, Membership, Traffic};
 use crate::dispatcher::Dispatcher;
 use crate::driver::{drive, Entry};
 use crate::error::closed_channel;
 use crate::event::{ChannelId, InterestScope};
 use crate::loop_state::LoopState;
+use crate::snapshot::ShortTypeName;
 
+mod observe;
 mod remote;
 mod run;
 mod sweep;
@@ -115,6 +118,10 @@ pub(crate) struct MapInner {
     watchdog: watchdog::Watchdog,
     /// Whether the audit of `InterestScope::Own` channels has started.
     audited: Cell<bool>,
+    /// What closed channels did in their lives, for the snapshots' totals.
+    retired: Cell<observe::Retired>,
+    /// What the previous snapshot saw, once one was taken.
+    observer: RefCell<Option<Box<observe::Observer>>>,
 }
 
 thread_local! {
@@ -142,6 +149,8 @@ impl Map {
             remote: Arc::new(remote),
             watchdog: watchdog::Watchdog::default(),
             audited: Cell::new(false),
+            retired: Cell::default(),
+            observer: RefCell::new(None),
         });
         inner
             .local
@@ -179,21 +188,25 @@ impl Map {
         let inner = &self.inner;
         let link: Weak<dyn Membership> = Rc::downgrade(inner) as Weak<dyn Membership>;
         channel.link = crate::channel::MapLink::new(link);
-        dispatcher.handle_added(&mut channel);
         let id = channel.id();
         let type_name = std::any::type_name::<D>();
+        // A root span: a channel is not part of whatever created it (the listener that
+        // accepted it, a handle's request), and its lines read `channel{id=#2 ...}` alone.
         let span = tracing::debug_span!(
+            parent: None,
             "channel",
             id = %id,
             fd = channel.fileno(),
-            dispatcher = type_name,
+            dispatcher = %ShortTypeName(type_name),
             peer = channel.addr().map(tracing::field::display),
         );
+        span.in_scope(|| dispatcher.handle_added(&mut channel));
         let entry = Rc::new(Entry::new(
             channel,
             Box::new(dispatcher),
             type_name,
             &inner.state,
+            &span,
         ));
         let was_empty = inner.is_empty();
         inner.entries.borrow_mut().insert(id, Rc::clone(&entry));
@@ -215,12 +228,16 @@ impl Map {
         if !inner.running.get() {
             inner.watchdog.arm(&inner.remote, id, type_name);
         }
+        #[cfg(tokio_unstable)]
+        let name = task_name(&entry);
+        #[cfg(not(tokio_unstable))]
+        let name = ();
         // Without a subscriber that wants the span, entering and leaving it on every poll is
         // pure cost; the task then runs bare.
         if span.is_disabled() {
-            inner.local.spawn_local(drive(entry));
+            spawn_channel(&inner.local, drive(entry), name);
         } else {
-            inner.local.spawn_local(drive(entry).instrument(span));
+            spawn_channel(&inner.local, drive(entry).instrument(span), name);
         }
         Ok(id)
     }
@@ -346,6 +363,7 @@ impl Map {
         inner.state.shared_left(shared.len());
         let members = std::mem::take(&mut *inner.members.borrow_mut());
         for entry in entries.into_values() {
+            inner.retire_callbacks(&entry);
             entry.close();
             entry.notify_closed();
         }
@@ -408,9 +426,11 @@ impl fmt::Debug for Map {
 
 impl Membership for MapInner {
     /// Removes a closed channel.
-    fn leave(&self, id: ChannelId) {
+    fn leave(&self, id: ChannelId, traffic: Traffic) {
+        self.retire_traffic(traffic);
         let removed = self.entries.borrow_mut().remove(&id);
         if let Some(entry) = removed {
+            self.retire_callbacks(&entry);
             if self.shared.borrow_mut().remove(&id).is_some() {
                 self.state.shared_left(1);
             }
@@ -476,6 +496,36 @@ impl Drop for MapInner {
         self.state.end();
         self.remote.set_empty(true);
     }
+}
+
+/// Starts a channel's task on the map's `LocalSet`.
+#[cfg(not(tokio_unstable))]
+fn spawn_channel(local: &LocalSet, task: impl Future<Output = ()> + 'static, _name: ()) {
+    local.spawn_local(task);
+}
+
+/// Starts a channel's task on the map's `LocalSet`, named for tokio-console (`channel #12
+/// EchoHandler 127.0.0.1:53312`): built with `--cfg tokio_unstable`, Tokio's task builder
+/// exists and its spawn span carries the name.
+#[cfg(tokio_unstable)]
+fn spawn_channel(local: &LocalSet, task: impl Future<Output = ()> + 'static, name: String) {
+    if let Err(error) = tokio::task::Builder::new()
+        .name(&name)
+        .spawn_local_on(task, local)
+    {
+        tracing::error!(%error, "cannot start the task of {name}");
+    }
+}
+
+/// The name of a channel's task: its id, dispatcher and peer.
+#[cfg(tokio_unstable)]
+fn task_name(entry: &Entry) -> String {
+    use std::fmt::Write;
+    let mut name = format!("channel {} {}", entry.id, ShortTypeName(entry.type_name));
+    if let Some(peer) = entry.channel.borrow().addr() {
+        let _ = write!(name, " {peer}");
+    }
+    name
 }
 
 /// Leaves the map's member list when a member task ends, however it ends.

@@ -33,6 +33,7 @@ pub(super) async fn sweep(map: Weak<MapInner>, state: Rc<LoopState>) {
         drop(inner);
         for entry in batch.drain(..) {
             if let Some((was, now)) = entry.refresh_interest() {
+                let _span = entry.enter_span();
                 tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
             }
         }
@@ -71,6 +72,7 @@ pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>) {
                 continue;
             }
             last_warning = Some(now_instant);
+            let _span = entry.enter_span();
             tracing::warn!(
                 channel = %entry.id,
                 dispatcher = entry.type_name,
