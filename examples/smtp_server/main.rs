@@ -23,7 +23,8 @@
 //!   until the next command line is complete. Bytes of an unfinished line do not restart it, so
 //!   a client that sends half a command and stalls (slowloris) is timed out like a silent one.
 //! - `--data-timeout SECS` (default 180): after `354`, between two pieces of the message; any
-//!   bytes of the message restart it.
+//!   bytes of the message restart it. It is checked in eighths (see [`DataClock`]), so a
+//!   stalled message is timed out up to an eighth of the timeout late.
 //!
 //! A client that lets one pass gets `421 <host> Error: timeout exceeded`, and the connection
 //! closes once that is sent. A client that does not read its replies cannot delay the close:
@@ -154,10 +155,54 @@ struct SmtpChannel {
     /// The chat closes once the queued replies are sent (`QUIT`, the client's end of file, a
     /// timeout, the server's shutdown): nothing more to say, and the deadline bounds the wait.
     closing: bool,
-    /// When the last bytes of a message arrived: the data timeout counts from here. Kept here
-    /// rather than moving the deadline for every piece (the chat hands pieces over without the
-    /// channel); [`ChatHandler::handle_timeout`] moves it when it finds it stale.
-    data_arrived: Option<Instant>,
+    /// The data timeout's clock.
+    data_clock: DataClock,
+}
+
+/// The data timeout, checked in steps: the pieces of a message are counted, not timed (a clock
+/// read per line, to move the deadline, cost 8-10 % more instructions per message), and the
+/// deadline passes every [`DataClock::STEPS`]th of the timeout to look at the count.
+/// Progress seen at a check counts from that check, so a client is timed out between one
+/// timeout and one timeout and a step after the last piece of its message arrived.
+#[derive(Debug)]
+struct DataClock {
+    /// Pieces of the message so far (any bytes, and line ends).
+    pieces: u64,
+    /// `pieces` at the last check.
+    checked: u64,
+    /// When the message last made progress, as far as the checks know.
+    progress: Instant,
+}
+
+impl DataClock {
+    /// Checks per data timeout.
+    const STEPS: u32 = 8;
+
+    fn new(now: Instant) -> DataClock {
+        DataClock {
+            pieces: 0,
+            checked: 0,
+            progress: now,
+        }
+    }
+
+    /// The message starts (`354` was pushed) `now`; returns the first check.
+    fn start(&mut self, now: Instant, timeout: Duration) -> Instant {
+        self.checked = self.pieces;
+        self.progress = now;
+        now + timeout / Self::STEPS
+    }
+
+    /// The deadline passed (it is `now`): `None` if the message made no progress for
+    /// `timeout`, else the next check.
+    fn check(&mut self, now: Instant, timeout: Duration) -> Option<Instant> {
+        if self.pieces != self.checked {
+            self.checked = self.pieces;
+            self.progress = now;
+        }
+        let due = self.progress + timeout;
+        (due > now).then(|| due.min(now + timeout / Self::STEPS))
+    }
 }
 
 impl SmtpChannel {
@@ -170,7 +215,7 @@ impl SmtpChannel {
             timeouts,
             done_reading: false,
             closing: false,
-            data_arrived: None,
+            data_clock: DataClock::new(Instant::now()),
         };
         AsyncChat::with_chat(handler, chat)
     }
@@ -238,26 +283,33 @@ impl ChatHandler for SmtpChannel {
     /// its `max_frame_len` are not used: a 1 MiB line gets `500`, not a closed connection.
     fn collect_incoming_data(&mut self, _: &mut Chat, data: Bytes) -> io::Result<()> {
         self.session.collect_incoming_data(&data);
-        if self.session.in_data() {
-            self.data_arrived = Some(Instant::now());
-        }
+        self.data_clock.pieces = self.data_clock.pieces.wrapping_add(1);
         Ok(())
     }
 
     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let was_closing = self.closing;
+        let was_in_data = self.session.in_data();
         let actions = self.session.found_terminator();
         self.act(chat, actions);
         if was_closing {
             // What follows a `421` is read and ignored; it does not move the deadline.
             return Ok(());
         }
-        // The clock for what comes next: a whole command, the next piece of a message, or
-        // (after `QUIT`) the client taking the last replies.
+        // The clock for what comes next: the next piece of a message (its clock starts with
+        // `354` and counts the lines after), a whole command, or (after `QUIT`) the client
+        // taking the last replies.
+        if self.session.in_data() {
+            if was_in_data {
+                self.data_clock.pieces = self.data_clock.pieces.wrapping_add(1);
+            } else {
+                let first = self.data_clock.start(Instant::now(), self.timeouts.data);
+                channel.set_deadline(Some(first));
+            }
+            return Ok(());
+        }
         channel.set_timeout(if self.closing {
             self.closing_timeout()
-        } else if self.session.in_data() {
-            self.timeouts.data
         } else {
             self.timeouts.command
         });
@@ -279,10 +331,10 @@ impl ChatHandler for SmtpChannel {
         Ok(())
     }
 
-    /// A timeout passed. In a message, it may only be that the deadline was not moved for
-    /// the latest pieces: then it moves. Otherwise the client gets `421` and the connection
-    /// closes once that is sent, or, for a connection already closing whose client does not
-    /// take its replies, now.
+    /// A timeout passed, or in a message, a check of the data clock is due (which may find
+    /// progress, and then only sets the next check). A client that let its timeout pass gets
+    /// `421`, and the connection closes once that is sent, or, for a connection already
+    /// closing whose client does not take its replies, now.
     fn handle_timeout(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         if self.closing {
             debug!(peer = %self.session.peer(), "the client did not take its last replies; closing");
@@ -290,11 +342,9 @@ impl ChatHandler for SmtpChannel {
             return Ok(());
         }
         if self.session.in_data() {
-            if let Some(due) = self.data_arrived.map(|at| at + self.timeouts.data) {
-                if due > Instant::now() {
-                    channel.set_deadline(Some(due));
-                    return Ok(());
-                }
+            if let Some(next) = self.data_clock.check(Instant::now(), self.timeouts.data) {
+                channel.set_deadline(Some(next));
+                return Ok(());
             }
         }
         let waited = if self.session.in_data() {
@@ -454,6 +504,35 @@ mod tests {
             self.0.read_to_end(&mut rest).unwrap();
             assert_eq!(rest, b"");
         }
+    }
+
+    /// The data clock's checks: one every eighth of the timeout, progress seen at a check
+    /// counts from it, and the timeout comes between one timeout and one timeout and a step
+    /// after the last piece.
+    #[test]
+    fn data_clock_checks_in_steps() {
+        let timeout = Duration::from_secs(8);
+        let step = Duration::from_secs(1);
+        let zero = Instant::now();
+        let at = |millis: u64| zero + Duration::from_millis(millis);
+        let mut clock = DataClock::new(zero);
+        clock.pieces = 5; // pieces of an earlier message do not count
+        assert_eq!(clock.start(at(0), timeout), at(1000));
+        // A piece at 0.5 s: seen by the check at 1 s, and counted from there.
+        clock.pieces += 1;
+        assert_eq!(clock.check(at(1000), timeout), Some(at(2000)));
+        // Then nothing: a check every step, the last one shortened to end on the timeout...
+        for second in 2..8 {
+            let now = at(second * 1000);
+            assert_eq!(clock.check(now, timeout), Some(now + step));
+        }
+        assert_eq!(clock.check(at(8500), timeout), Some(at(9000)));
+        // ... which comes a whole timeout after the check that saw the last piece.
+        assert_eq!(clock.check(at(9000), timeout), None);
+        // A check that comes late (a busy thread) does not make up for the lost time.
+        let mut clock = DataClock::new(zero);
+        clock.start(at(0), timeout);
+        assert_eq!(clock.check(at(20_000), timeout), None);
     }
 
     /// A silent client, one that stops in the middle of a command, and one that stops in the
