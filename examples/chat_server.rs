@@ -105,7 +105,9 @@ const PAGE: usize = 256 * 1024;
 /// What the log counts for each line besides its bytes.
 const LINE_OVERHEAD: usize = 64;
 /// How long a member has at shutdown to take the lines the log holds for it.
-pub const DRAIN: Duration = Duration::from_millis(1500);
+pub const DRAIN: Duration = Duration::from_secs(4);
+/// How long the shutdown waits for every member to be closed.
+const GRACE: Duration = Duration::from_secs(5);
 /// The default `--stall-timeout`.
 const DEFAULT_STALL: Duration = Duration::from_secs(10);
 
@@ -829,7 +831,7 @@ async fn main() -> ExitCode {
     let served = map.run_until(support::signal()).await;
     // Nobody is read any more; each member gets its lines, then a close at a line boundary.
     room.borrow_mut().closing = true;
-    let result = served.and(map.shutdown(support::GRACE).await);
+    let result = served.and(map.shutdown(GRACE).await);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => support::fail(PROGRAM, e),
