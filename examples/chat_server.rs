@@ -273,9 +273,7 @@ impl Room {
         }
         match self.slots.get(&id) {
             Some(slot) => {
-                slot.stop_at.is_none()
-                    && !slot.cut
-                    && (slot.grant || unfinished <= FREE_UNFINISHED)
+                slot.stop_at.is_none() && !slot.cut && (slot.grant || unfinished <= FREE_UNFINISHED)
             }
             None => false,
         }
@@ -391,7 +389,10 @@ impl Room {
         let stop = slot.stop_at.unwrap_or(u64::MAX);
         let (mut seq, mut off) = (slot.seq, slot.off);
         // Own lines are skipped (only whole lines are, so `off` is 0 at one).
-        while seq < end && off == 0 && seq < stop && self.log[(seq - self.base) as usize].author == id
+        while seq < end
+            && off == 0
+            && seq < stop
+            && self.log[(seq - self.base) as usize].author == id
         {
             seq += 1;
         }
@@ -672,7 +673,10 @@ impl ChatHandler for Member {
             }
         };
         if leaving {
-            info!("client {} did not take its last lines in time", self.address);
+            info!(
+                "client {} did not take its last lines in time",
+                self.address
+            );
             self.drop_now(chat, channel);
         } else if stalled {
             info!(
@@ -680,7 +684,11 @@ impl ChatHandler for Member {
                 self.address, self.config.stall
             );
             self.drop_now(chat, channel);
-        } else if self.config.idle.is_some_and(|idle| now >= self.last_line + idle) {
+        } else if self
+            .config
+            .idle
+            .is_some_and(|idle| now >= self.last_line + idle)
+        {
             info!("closing idle client {}", self.address);
             self.forget_unfinished(chat);
             channel.request_close(); // handle_close: the lines it is owed, then the close

@@ -213,7 +213,12 @@ async fn notify(
             continue;
         };
         let permits = tokio::time::timeout(stall, async {
-            let own = watcher.permits.clone().acquire_many_owned(size).await.ok()?;
+            let own = watcher
+                .permits
+                .clone()
+                .acquire_many_owned(size)
+                .await
+                .ok()?;
             let all = total.clone().acquire_many_owned(size).await.ok()?;
             Some([own, all])
         })
@@ -523,11 +528,9 @@ fn parse_args() -> Result<(String, Duration), String> {
                     .ok_or_else(|| format!("--stall-timeout needs a value ({USAGE})"))?;
                 stall = match value.parse::<f64>() {
                     Ok(secs) if secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
-                    _ => {
-                        return Err(format!(
-                            "invalid --stall-timeout {value:?} (expected a positive number of seconds)"
-                        ))
-                    }
+                    _ => return Err(format!(
+                        "invalid --stall-timeout {value:?} (expected a positive number of seconds)"
+                    )),
                 };
             }
             option if option.starts_with("--") => {

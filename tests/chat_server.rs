@@ -121,7 +121,11 @@ fn a_full_speed_reader_is_never_dropped_by_a_flood() {
     for (who, member) in [("flooder", flooder), ("reader", reader)] {
         member.shutdown(Shutdown::Write).unwrap();
         let (rest, clean) = read_all(member).join().unwrap();
-        assert!(clean && rest.is_empty(), "the {who} got {} bytes more", rest.len());
+        assert!(
+            clean && rest.is_empty(),
+            "the {who} got {} bytes more",
+            rest.len()
+        );
     }
     let (status, stderr) = server.stop("TERM");
     assert!(status.success(), "{status:?} {stderr}");
@@ -204,7 +208,9 @@ fn no_member_receives_a_cut_line_at_shutdown() {
         use asyncore::socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(64 * 1024).unwrap();
-        socket.connect_timeout(&server.address.into(), LIMIT).unwrap();
+        socket
+            .connect_timeout(&server.address.into(), LIMIT)
+            .unwrap();
         let late: TcpStream = socket.into();
         late.set_read_timeout(Some(LIMIT)).unwrap();
         late
@@ -218,10 +224,12 @@ fn no_member_receives_a_cut_line_at_shutdown() {
     let flooder = room.pop().unwrap();
     const LINES: usize = 150;
     const LEN: usize = 40_003; // 6 MB in all, in lines that straddle every buffer boundary
-    // Once the reader has every line, the room has them all and the late member's socket is
-    // full.
+                               // Once the reader has every line, the room has them all and the late member's socket is
+                               // full.
     let reading = read_up_to(reader, LINES * LEN, false);
-    assert!(flood(flooder.try_clone().unwrap(), LINES, LEN).join().unwrap());
+    assert!(flood(flooder.try_clone().unwrap(), LINES, LEN)
+        .join()
+        .unwrap());
     let (got, whole) = reading.join().unwrap();
     assert!(whole);
     whole_flood_lines(&got, LEN, "the reader");
@@ -231,7 +239,11 @@ fn no_member_receives_a_cut_line_at_shutdown() {
         read_all(late).join().unwrap()
     });
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     start.send(()).unwrap();
     let (got, clean) = late_reading.join().unwrap();
     assert!(clean, "the late member was reset after {} bytes", got.len());
@@ -285,7 +297,10 @@ fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
     }
     for (i, s) in slow.into_iter().enumerate() {
         let (got, _) = read_all(s).join().unwrap(); // ends: closed when idle
-        assert_eq!(got, b"normal\n", "slowloris client {i}: only the whole line");
+        assert_eq!(
+            got, b"normal\n",
+            "slowloris client {i}: only the whole line"
+        );
     }
     trickle.join().unwrap();
     // The normal members are idle too by now and closed the same way; nothing reached them.

@@ -571,10 +571,19 @@ fn chat_server_errors_are_one_line() {
     assert_server_errors_are_one_line("chat_server");
     for (args, expect) in [
         (vec!["--bogus"], "unknown option \"--bogus\""),
-        (vec!["127.0.0.1:0", "--stall-timeout"], "--stall-timeout needs a value"),
-        (vec!["--stall-timeout", "soon"], "invalid --stall-timeout \"soon\""),
+        (
+            vec!["127.0.0.1:0", "--stall-timeout"],
+            "--stall-timeout needs a value",
+        ),
+        (
+            vec!["--stall-timeout", "soon"],
+            "invalid --stall-timeout \"soon\"",
+        ),
         (vec!["--idle-timeout", "0"], "invalid --idle-timeout \"0\""),
-        (vec!["--idle-timeout", "-3"], "invalid --idle-timeout \"-3\""),
+        (
+            vec!["--idle-timeout", "-3"],
+            "invalid --idle-timeout \"-3\"",
+        ),
     ] {
         assert_fails_in_one_line("chat_server", &args, expect);
     }
@@ -584,8 +593,20 @@ fn chat_server_errors_are_one_line() {
 #[test]
 fn chat_server_takes_its_options_anywhere() {
     for args in [
-        ["--stall-timeout", "5", "127.0.0.1:0", "--idle-timeout", "60"],
-        ["127.0.0.1:0", "--idle-timeout", "60", "--stall-timeout", "0.5"],
+        [
+            "--stall-timeout",
+            "5",
+            "127.0.0.1:0",
+            "--idle-timeout",
+            "60",
+        ],
+        [
+            "127.0.0.1:0",
+            "--idle-timeout",
+            "60",
+            "--stall-timeout",
+            "0.5",
+        ],
     ] {
         let server = server("chat_server", &args);
         let mut a = connect(server.address);

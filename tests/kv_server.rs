@@ -257,7 +257,10 @@ fn a_watcher_that_never_reads_is_bounded_then_dropped() {
     };
     let script = format!("SET big {value}\n").repeat(SETS);
     writer.send(script.as_bytes());
-    assert!(answers.join().unwrap(), "the writer did not get all its answers");
+    assert!(
+        answers.join().unwrap(),
+        "the writer did not get all its answers"
+    );
     let peak = peak_rss(&server);
     assert!(
         peak < before + 64 * 1024 * 1024,
@@ -266,7 +269,10 @@ fn a_watcher_that_never_reads_is_bounded_then_dropped() {
     // The watcher was dropped: what it was sent, then the end of the connection.
     let mut rest = Vec::new();
     let _ = watcher.reader.read_to_end(&mut rest);
-    assert!(rest.len() < SETS * value.len(), "the watcher was not dropped");
+    assert!(
+        rest.len() < SETS * value.len(),
+        "the watcher was not dropped"
+    );
     // The store goes on: another watcher hears the next change.
     let mut second = Client::connect(server.address);
     assert_eq!(second.ask("WATCH big"), "WATCHING big");
