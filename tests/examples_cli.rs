@@ -618,6 +618,27 @@ fn chat_server_takes_its_options_anywhere() {
     }
 }
 
+/// The benchmark's native baseline keeps the same contract: lines to the others, a partial
+/// line held, signals → 0, one-line errors.
+#[test]
+fn native_chat_server_relays_lines_to_the_others() {
+    assert_server_errors_are_one_line("native_chat_server");
+    let server = server("native_chat_server", &["127.0.0.1:0"]);
+    let mut a = connect(server.address);
+    let mut b = connect(server.address);
+    let mut c = connect(server.address);
+    c.write_all(b"C joined\n").unwrap();
+    expect_bytes(&mut a, b"C joined\n", "A");
+    expect_bytes(&mut b, b"C joined\n", "B");
+    a.write_all(b"par").unwrap();
+    b.write_all(b"from B\n").unwrap();
+    expect_bytes(&mut a, b"from B\n", "A");
+    a.write_all(b"tial\n").unwrap();
+    expect_bytes(&mut c, b"from B\npartial\n", "C");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
 // ----- file_cat (file_dispatcher) -----
 
 /// Pseudo-random bytes (xorshift64*), the same for every run.
