@@ -528,9 +528,11 @@ fn parse_args() -> Result<(String, Duration), String> {
                     .ok_or_else(|| format!("--stall-timeout needs a value ({USAGE})"))?;
                 stall = match value.parse::<f64>() {
                     Ok(secs) if secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "invalid --stall-timeout {value:?} (expected a positive number of seconds)"
-                    )),
+                    ))
+                    }
                 };
             }
             option if option.starts_with("--") => {

@@ -173,7 +173,7 @@ fn a_one_mebibyte_line_is_relayed_intact() {
 /// the reader's speed, and the reader gets every line.
 #[test]
 fn a_member_that_reads_nothing_is_dropped_after_the_stall_timeout() {
-    let server = chat_server(&["--stall-timeout", "1"]);
+    let server = chat_server(&["--stall-timeout", "2"]);
     let mut room = members(server.address, 3);
     let sleeper = room.pop().unwrap();
     let reader = room.pop().unwrap();
@@ -258,7 +258,7 @@ fn no_member_receives_a_cut_line_at_shutdown() {
 /// with `--idle-timeout` they are closed when their time is up.
 #[test]
 fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
-    let server = chat_server(&["--idle-timeout", "2"]);
+    let server = chat_server(&["--idle-timeout", "3"]);
     let mut room = members(server.address, 2);
     let slow: Vec<TcpStream> = (0..100)
         .map(|i| {
@@ -288,9 +288,9 @@ fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
     for (i, s) in slow.iter().enumerate() {
         s.set_nonblocking(true).unwrap();
         let mut byte = [0u8; 1];
-        let peek = s.peek(&mut byte);
+        let peek = s.peek(&mut byte); // the whole line waits there, or nothing yet
         assert!(
-            matches!(&peek, Err(e) if e.kind() == ErrorKind::WouldBlock),
+            matches!(&peek, Ok(1)) || matches!(&peek, Err(e) if e.kind() == ErrorKind::WouldBlock),
             "slowloris client {i} was closed before the normal line went through: {peek:?}"
         );
         s.set_nonblocking(false).unwrap();
