@@ -6,11 +6,15 @@
 //! cargo bench --bench chat_room                 # 3 rounds of every point
 //! CHAT_ROOM_ROUNDS=5 cargo bench --bench chat_room
 //! cargo bench --bench chat_room -- quick        # 1 short round, 1000 members only
+//! CHAT_ROOM_MEMBERS=10000 cargo bench --bench chat_room   # only these room sizes
 //! ```
 //!
-//! Points: 1,000 and 10,000 members; one member talking, or all of them. A talker writes
-//! 64-byte lines as fast as its socket takes them; every member reads everything at full speed
-//! and counts the lines it receives. After the members have joined and a warm-up, a window of
+//! Points: 1,000 and 10,000 members; one member talking, or all of them. The one talker writes
+//! 64-byte lines as fast as its socket takes them; when all talk, each member writes one line
+//! every `members / 10,000` seconds (10,000 lines a second from the room as a whole, phases
+//! spread evenly), which is more than either server relays to every member, while the clients'
+//! own thread is not spent on writing alone. Every member reads everything at full speed and
+//! counts the lines it receives. After the members have joined and a warm-up, a window of
 //! fixed length gives the lines relayed per second (lines received by all members together),
 //! and the server's peak resident memory (`VmHWM` from `/proc`) is read at the end of the round.
 //!
@@ -37,6 +41,8 @@ use tokio::net::TcpStream;
 
 const SERVERS: [&str; 2] = ["chat_server", "native_chat_server"];
 const LINE: usize = 64;
+/// Lines a second the whole room sends when all members talk.
+const ROOM_RATE: f64 = 10_000.0;
 
 #[derive(Clone, Copy)]
 struct Point {
@@ -85,7 +91,14 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let sizes: &[usize] = if quick { &[1000] } else { &[1000, 10_000] };
+    let sizes: Vec<usize> = match std::env::var("CHAT_ROOM_MEMBERS") {
+        Ok(list) => list
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+        Err(_) if quick => vec![1000],
+        Err(_) => vec![1000, 10_000],
+    };
     let points: Vec<Point> = sizes
         .iter()
         .flat_map(|&members| [false, true].map(|all_talk| Point { members, all_talk }))
@@ -171,7 +184,11 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
         halves.extend(streams.into_iter().map(|s| s.into_split()));
         for (i, (reader, writer)) in halves.into_iter().enumerate() {
             tokio::task::spawn_local(count_lines(reader, received.clone()));
-            if point.all_talk || i == 0 {
+            if point.all_talk {
+                let every = Duration::from_secs_f64(point.members as f64 / ROOM_RATE);
+                let phase = every.mul_f64(i as f64 / point.members as f64);
+                tokio::task::spawn_local(talk_paced(writer, phase, every));
+            } else if i == 0 {
                 tokio::task::spawn_local(talk(writer));
             } else {
                 std::mem::forget(writer); // kept open for the round
@@ -198,7 +215,12 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
 async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
     for _ in 0..50 {
         match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Ok(stream)) => {
+                // Closed with a reset: 10,000 connections a round would otherwise leave as
+                // many ports in TIME_WAIT, and a few rounds use up the ephemeral range.
+                stream.set_linger(Some(Duration::ZERO))?;
+                return Ok(stream);
+            }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
@@ -213,6 +235,20 @@ async fn count_lines(mut reader: tokio::net::tcp::OwnedReadHalf, received: Rc<Ce
             return;
         }
         received.set(received.get() + memchr::memchr_iter(b'\n', &buf[..n]).count() as u64);
+    }
+}
+
+/// Writes one 64-byte line every `every`, starting after `phase`.
+async fn talk_paced(mut writer: tokio::net::tcp::OwnedWriteHalf, phase: Duration, every: Duration) {
+    let mut line = [b'y'; LINE];
+    line[LINE - 1] = b'\n';
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if writer.write_all(&line).await.is_err() {
+            return;
+        }
     }
 }
 
