@@ -218,7 +218,7 @@ async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
             Ok(Ok(stream)) => {
                 // Closed with a reset: 10,000 connections a round would otherwise leave as
                 // many ports in TIME_WAIT, and a few rounds use up the ephemeral range.
-                stream.set_linger(Some(Duration::ZERO))?;
+                asyncore::socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
                 return Ok(stream);
             }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
