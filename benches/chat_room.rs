@@ -180,6 +180,7 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
         tokio::time::timeout(Duration::from_secs(30), first_read.read_exact(&mut joined))
             .await
             .map_err(|_| io::Error::other("the members did not all join"))??;
+        let mut silent = Vec::new();
         let mut halves = vec![(first_read, first_write)];
         halves.extend(streams.into_iter().map(|s| s.into_split()));
         for (i, (reader, writer)) in halves.into_iter().enumerate() {
@@ -191,7 +192,7 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
             } else if i == 0 {
                 tokio::task::spawn_local(talk(writer));
             } else {
-                std::mem::forget(writer); // kept open for the round
+                silent.push(writer); // kept open for the round
             }
         }
         tokio::time::sleep(warmup).await;
@@ -202,6 +203,7 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
         let peak_rss = server.peak_rss()?;
         // Stop the server while the members still read (a graceful shutdown drains).
         server.stop().await;
+        drop(silent);
         io::Result::Ok(Sample {
             lines_per_sec: lines as f64 / elapsed,
             peak_rss,
