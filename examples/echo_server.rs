@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server [ADDR]      # default 127.0.0.1:8080
+//! cargo run --release --example echo_server -- --interest-scope shared [ADDR]
 //! ```
 //!
 //! Changes from the seed, all for load: the backlog is 1024, not 5 (a full accept queue drops
@@ -15,18 +16,32 @@
 //! not take, as a slice of what it read (no copy): an idle connection holds no buffer at all.
 //! One addition the command-line contract asks for: a handler whose peer has finished sending
 //! flushes what it still owes before it closes (`handle_read_eof`, which asyncore lacks).
+//!
+//! Both dispatchers declare `InterestScope::Own`: their `readable()` and `writable()` read only
+//! their own fields, so the map need not ask them again after other channels' callbacks.
+//! `--interest-scope shared` gives them asyncore's rule instead (asked after every batch of
+//! callbacks on the map), which is what `benches/echo_load` compares.
 
 mod support;
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
-use asyncore::{Address, Channel, Dispatcher};
+use asyncore::{Address, Channel, Dispatcher, InterestScope};
 use bytes::{Buf, Bytes};
 use tracing::{debug, info};
 
 const BACKLOG: u32 = 1024;
 const SIZE: usize = 128 * 1024;
+
+/// `--interest-scope`, when given: it replaces what the dispatchers declare.
+static SCOPE_OPTION: OnceLock<InterestScope> = OnceLock::new();
+
+/// `declared`, unless the command line chose a scope for every dispatcher.
+fn scope(declared: InterestScope) -> InterestScope {
+    SCOPE_OPTION.get().copied().unwrap_or(declared)
+}
 
 struct EchoHandler {
     client_address: Address,
@@ -35,6 +50,10 @@ struct EchoHandler {
 }
 
 impl Dispatcher for EchoHandler {
+    fn interest_scope(&self) -> InterestScope {
+        scope(InterestScope::Own) // readable() and writable() read only self.unsent
+    }
+
     fn readable(&self, _: &Channel) -> bool {
         self.unsent.is_empty() // Happy to read once we owe nothing (back-pressure)
     }
@@ -120,6 +139,10 @@ impl EchoServer {
 }
 
 impl Dispatcher for EchoServer {
+    fn interest_scope(&self) -> InterestScope {
+        scope(InterestScope::Own) // a listener's readable() is always true
+    }
+
     fn handle_accept(&mut self, channel: &mut Channel) -> io::Result<()> {
         if let Some((conn, client_address)) = channel.accept()? {
             if self.verify_request(&conn, &client_address) {
@@ -138,6 +161,23 @@ impl Dispatcher for EchoServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
+    let options = [("--interest-scope", "own|shared")];
+    let address = support::server_options("echo_server", "127.0.0.1:8080", &options).and_then(
+        |(address, values)| {
+            let chosen = match values[0].as_deref() {
+                None => return Ok(address),
+                Some("own") => InterestScope::Own,
+                Some("shared") => InterestScope::Shared,
+                Some(other) => {
+                    return Err(format!(
+                        "invalid --interest-scope {other:?} (expected own or shared)"
+                    ))
+                }
+            };
+            let _ = SCOPE_OPTION.set(chosen);
+            Ok(address)
+        },
+    );
     // Serve until a signal, then give every handler a moment to send back what it owes.
-    support::serve("echo_server", "127.0.0.1:8080", EchoServer::start).await
+    support::serve_on("echo_server", address, EchoServer::start).await
 }

@@ -146,7 +146,7 @@ async fn main() -> ExitCode {
         Ok(arguments) => arguments,
         Err(e) => return support::fail("port_forwarder", e),
     };
-    support::serve_on("port_forwarder", &listen, |address| {
+    support::serve_on("port_forwarder", Ok(listen), |address| {
         let mut server = Channel::create_socket(support::family_of(&address))?;
         server.set_reuse_addr()?;
         server.bind(address)?;

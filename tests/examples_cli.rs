@@ -114,6 +114,30 @@ fn echo_server_on_ipv6() {
     assert_eq!(&echo, b"over six");
 }
 
+/// `--interest-scope own|shared` (benches/echo_load measures both) serves as ADDR alone does;
+/// a bad value, a missing one or an unknown option is a one-line error.
+#[test]
+fn echo_server_interest_scope_option() {
+    for scope in ["own", "shared"] {
+        let server = echo_server(&["--interest-scope", scope, "127.0.0.1:0"]);
+        let mut stream = connect(server.address);
+        stream.write_all(b"either way").unwrap();
+        let mut echo = [0u8; 10];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"either way");
+        drop(stream);
+        let (status, stderr) = server.stop("TERM");
+        assert!(status.success() && stderr.is_empty(), "{scope}: {stderr}");
+    }
+    for (args, expect) in [
+        (vec!["--interest-scope", "all"], "invalid --interest-scope"),
+        (vec!["127.0.0.1:0", "--interest-scope"], "needs a value"),
+        (vec!["--threads", "2"], "unknown option"),
+    ] {
+        assert_fails_in_one_line("echo_server", &args, expect);
+    }
+}
+
 /// Bad arguments and unusable addresses: one clear line on stderr, a failing status.
 #[test]
 fn echo_server_errors_are_one_line() {

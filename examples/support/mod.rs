@@ -36,14 +36,41 @@ pub fn fail(program: &str, error: impl Display) -> ExitCode {
 
 /// The optional single address argument of a server, or `default`.
 pub fn server_address(program: &str, default: &str) -> Result<String, String> {
+    server_options(program, default, &[]).map(|(address, _)| address)
+}
+
+/// A server's command line, `[--NAME VALUE]... [ADDR]`: the address (`default` without one)
+/// and the value of each option of `options`, given as `(NAME, what VALUE may be)`, in order
+/// (`None` for one not given). An unknown option, a missing value or a second address is an
+/// error naming the usage.
+pub fn server_options(
+    program: &str,
+    default: &str,
+    options: &[(&str, &str)],
+) -> Result<(String, Vec<Option<String>>), String> {
+    let usage: String = options
+        .iter()
+        .map(|(name, value)| format!("[{name} {value}] "))
+        .collect();
+    let usage = format!("usage: {program} {usage}[ADDR]");
+    let mut values = vec![None; options.len()];
+    let mut address = None;
     let mut args = std::env::args().skip(1);
-    let address = args.next().unwrap_or_else(|| default.to_string());
-    match args.next() {
-        None => Ok(address),
-        Some(extra) => Err(format!(
-            "unexpected argument {extra:?} (usage: {program} [ADDR])"
-        )),
+    while let Some(arg) = args.next() {
+        if let Some(i) = options.iter().position(|(name, _)| *name == arg) {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("option {arg} needs a value ({usage})"))?;
+            values[i] = Some(value);
+        } else if arg.starts_with("--") {
+            return Err(format!("unknown option {arg:?} ({usage})"));
+        } else if address.is_none() {
+            address = Some(arg);
+        } else {
+            return Err(format!("unexpected argument {arg:?} ({usage})"));
+        }
     }
+    Ok((address.unwrap_or_else(|| default.to_string()), values))
 }
 
 /// Prints the contract's `listening on IP:PORT` line and flushes it.
@@ -89,19 +116,17 @@ pub async fn serve<A: Display>(
     default: &str,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    match server_address(program, default) {
-        Ok(address) => serve_on(program, &address, start).await,
-        Err(e) => fail(program, e),
-    }
+    serve_on(program, server_address(program, default), start).await
 }
 
-/// [`serve`] for a server whose address came from elsewhere than a lone `[ADDR]` argument.
+/// [`serve`] on an address the program read from its command line itself (with
+/// [`server_options`]), or the one-line error that reading it gave.
 pub async fn serve_on<A: Display>(
     program: &str,
-    address: &str,
+    address: Result<String, String>,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    let address = match parse_inet(address) {
+    let address = match address.and_then(|a| parse_inet(&a)) {
         Ok(address) => address,
         Err(e) => return fail(program, e),
     };
