@@ -38,6 +38,17 @@ const SIZE: usize = 128 * 1024;
 /// `--interest-scope`, when given: it replaces what the dispatchers declare.
 static SCOPE_OPTION: OnceLock<InterestScope> = OnceLock::new();
 
+/// `--idle-timeout SECS`: a connection that sends nothing for this long is closed (off by
+/// default). Built on the channel's deadline: each read sets it again.
+static IDLE_TIMEOUT: OnceLock<std::time::Duration> = OnceLock::new();
+
+/// Sets (again) the idle deadline of a connection, if there is one.
+fn still_alive(channel: &mut Channel) {
+    if let Some(idle) = IDLE_TIMEOUT.get() {
+        channel.set_timeout(*idle);
+    }
+}
+
 /// `declared`, unless the command line chose a scope for every dispatcher.
 fn scope(declared: InterestScope) -> InterestScope {
     SCOPE_OPTION.get().copied().unwrap_or(declared)
@@ -64,6 +75,7 @@ impl Dispatcher for EchoHandler {
 
     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
         let data = channel.recv(SIZE)?;
+        still_alive(channel);
         if data.is_empty() {
             debug!("got null data");
         } else {
@@ -98,6 +110,12 @@ impl Dispatcher for EchoHandler {
         channel.close();
         Ok(())
     }
+
+    fn handle_timeout(&mut self, channel: &mut Channel) -> io::Result<()> {
+        info!("idle_timeout: client_address={}", self.client_address);
+        channel.close();
+        Ok(())
+    }
 }
 
 struct EchoServer;
@@ -124,7 +142,9 @@ impl EchoServer {
         conn: Channel,
         client_address: Address,
     ) -> io::Result<()> {
+        let mut conn = conn;
         info!("conn_made: client_address={client_address}");
+        still_alive(&mut conn);
         let handler = EchoHandler {
             client_address,
             unsent: Bytes::new(),
@@ -161,9 +181,16 @@ impl Dispatcher for EchoServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
-    let options = [("--interest-scope", "own|shared")];
+    let options = [
+        ("--interest-scope", "own|shared"),
+        ("--idle-timeout", "SECS"),
+    ];
     let address = support::server_options("echo_server", "127.0.0.1:8080", &options).and_then(
         |(address, values)| {
+            if let Some(idle) = &values[1] {
+                let idle = support::parse_seconds("--idle-timeout", idle)?;
+                let _ = IDLE_TIMEOUT.set(idle);
+            }
             let chosen = match values[0].as_deref() {
                 None => return Ok(address),
                 Some("own") => InterestScope::Own,

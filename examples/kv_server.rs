@@ -3,7 +3,7 @@
 //! runtime's worker threads that they talk to through channels and handles.
 //!
 //! ```text
-//! cargo run --release --example kv_server [ADDR] [--stall-timeout SECS]   # default 127.0.0.1:8080
+//! cargo run --release --example kv_server [ADDR] [--stall-timeout SECS] [--idle-timeout SECS]
 //! ```
 //!
 //! The protocol, one command per line (`\n` or `\r\n`), one answer line per command, in order:
@@ -432,6 +432,7 @@ impl ChatHandler for Session {
 
     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let command_line = chat.take_line();
+        still_alive(channel);
         if !self.done {
             self.pending.push_back(command_line);
         }
@@ -482,6 +483,8 @@ impl Dispatcher for KvServer {
         address: Address,
     ) -> io::Result<()> {
         info!("conn_made: client_address={address}");
+        let mut conn = conn;
+        still_alive(&mut conn);
         let session = Session {
             store: self.store.clone(),
             address,
@@ -514,9 +517,21 @@ fn start(address: std::net::SocketAddr, store: Store) -> io::Result<Address> {
     Ok(bound)
 }
 
-/// `[ADDR] [--stall-timeout SECS]`, each error one line.
+/// `--idle-timeout SECS`: a connection that sends no complete command for this long is closed
+/// (off by default; a connection that only watches sends nothing, so keep it longer than
+/// the quiet time of your watchers). Built on the channel's deadline.
+static IDLE_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets (again) the idle deadline of a connection, if there is one.
+fn still_alive(channel: &mut Channel) {
+    if let Some(idle) = IDLE_TIMEOUT.get() {
+        channel.set_timeout(*idle);
+    }
+}
+
+/// `[ADDR] [--stall-timeout SECS] [--idle-timeout SECS]`, each error one line.
 fn parse_args() -> Result<(String, Duration), String> {
-    const USAGE: &str = "usage: kv_server [ADDR] [--stall-timeout SECS]";
+    const USAGE: &str = "usage: kv_server [ADDR] [--stall-timeout SECS] [--idle-timeout SECS]";
     let mut address = None;
     let mut stall = DEFAULT_STALL;
     let mut args = std::env::args().skip(1);
@@ -534,6 +549,13 @@ fn parse_args() -> Result<(String, Duration), String> {
                     ))
                     }
                 };
+            }
+            "--idle-timeout" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("--idle-timeout needs a value ({USAGE})"))?;
+                let idle = support::parse_seconds("--idle-timeout", &value)?;
+                let _ = IDLE_TIMEOUT.set(idle);
             }
             option if option.starts_with("--") => {
                 return Err(format!("unknown option {option:?} ({USAGE})"))

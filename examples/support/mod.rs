@@ -73,6 +73,17 @@ pub fn server_options(
     Ok((address.unwrap_or_else(|| default.to_string()), values))
 }
 
+/// Parses the value of a `--NAME SECS` option: seconds above 0, fractions allowed, at most a
+/// day.
+pub fn parse_seconds(option: &str, value: &str) -> Result<std::time::Duration, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "invalid {option} {value:?} (expected seconds, above 0 and at most 86400)"
+        )),
+    }
+}
+
 /// Prints the contract's `listening on IP:PORT` line and flushes it.
 pub fn announce(address: impl Display) {
     let mut stdout = std::io::stdout().lock();
