@@ -8,11 +8,12 @@
 //! cargo bench --bench snapshot -- quick   # 1,000 channels, 20 snapshots
 //! ```
 //!
-//! The channels are Unix stream connections that their listeners never accept (as in
-//! `lockstep_pass`: one descriptor per channel), half of them plain dispatchers that report no
-//! buffers, half asynchat connections that report their framer and output queue
-//! (`Dispatcher::buffered`). The map runs for a moment first, so that every channel's task has
-//! asked its interest and waits, as in a server.
+//! The channels are loopback TCP connections that their listeners never accept (as in
+//! `lockstep_pass`: one descriptor per channel; a connection in a listener's backlog is
+//! connected), half of them plain dispatchers that report no buffers, half asynchat
+//! connections that report their framer and output queue (`Dispatcher::buffered`). The map
+//! runs for a moment first, so that every channel's task has asked its interest and waits, as
+//! in a server.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -52,38 +53,31 @@ const PER_LISTENER: usize = 4000;
 fn main() -> io::Result<()> {
     let quick = std::env::args().any(|a| a == "quick");
     let (channels, samples) = if quick { (1_000, 20) } else { (10_000, 200) };
-    let dir = std::env::temp_dir().join(format!("snapshot_bench.{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(measure(&dir, channels, samples));
-    let _ = std::fs::remove_dir_all(&dir);
-    let (local, remote) = result?;
+    let (local, remote) = runtime.block_on(measure(channels, samples))?;
     report("Map::snapshot (map's thread)", channels, local);
     report("MapHandle::snapshot (another thread)", channels, remote);
     Ok(())
 }
 
-async fn measure(
-    dir: &std::path::Path,
-    channels: usize,
-    samples: usize,
-) -> io::Result<(Vec<Duration>, Vec<Duration>)> {
+async fn measure(channels: usize, samples: usize) -> io::Result<(Vec<Duration>, Vec<Duration>)> {
     let map = Map::new();
     let mut listeners = Vec::new();
+    let mut target = None;
     for i in 0..channels {
         if i % PER_LISTENER == 0 {
-            let path = dir.join(format!("listener{}", listeners.len()));
-            let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
-            socket.bind(&socket2::SockAddr::unix(&path)?)?;
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
             socket.listen(PER_LISTENER as i32 + 16)?;
+            target = socket.local_addr()?.as_socket();
             listeners.push(socket);
         }
-        let path = dir.join(format!("listener{}", listeners.len() - 1));
-        let stream = std::os::unix::net::UnixStream::connect(&path)?;
+        let address = target.ok_or_else(|| io::Error::other("a listener without an address"))?;
+        let stream = std::net::TcpStream::connect(address)?;
         stream.set_nonblocking(true)?;
-        let channel = Channel::from_unix(tokio::net::UnixStream::from_std(stream)?);
+        let channel = Channel::from_tcp(tokio::net::TcpStream::from_std(stream)?);
         if i % 2 == 0 {
             map.add(channel, Idle)?;
         } else {

@@ -23,7 +23,7 @@ mod support;
 use std::io;
 use std::process::ExitCode;
 
-use asyncore::{Address, Buffered, Channel, Dispatcher, InterestScope, SendBuffer};
+use asyncore::{Address, Buffered, Channel, Dispatcher, InterestScope, Map, SendBuffer};
 
 /// Echoes what it reads, through a `SendBuffer` (asyncore's `dispatcher_with_send`).
 struct EchoHandler {
@@ -77,14 +77,28 @@ impl Dispatcher for EchoServer {
     }
 }
 
-fn start(address: std::net::SocketAddr) -> io::Result<Address> {
+fn start(map: &Map, address: std::net::SocketAddr) -> io::Result<Address> {
     let mut listener = Channel::create_socket(support::family_of(&address))?;
     listener.set_reuse_addr()?;
     listener.bind(address)?;
     listener.listen(128)?;
     let bound = listener.local_addr()?;
-    asyncore::add(listener, EchoServer)?;
+    map.add(listener, EchoServer)?;
     Ok(bound)
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully. The map is made here and
+/// dropped before `main` returns: with Tokio's task instrumentation on, a map whose tasks
+/// were dropped with the thread's locals, at exit, would enter spans when the subscriber's
+/// own thread locals are already gone.
+async fn serve() -> io::Result<()> {
+    let address = support::server_address("console", "127.0.0.1:8080")
+        .and_then(|a| support::parse_inet(&a))
+        .map_err(io::Error::other)?;
+    let map = Map::new();
+    support::announce(start(&map, address)?);
+    map.run_until(support::signal()).await?;
+    map.shutdown(support::GRACE).await
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -98,5 +112,8 @@ async fn main() -> ExitCode {
     }
     // The console's layer, and a `fmt` layer filtered by RUST_LOG (default: errors only).
     console_subscriber::init();
-    support::serve("console", "127.0.0.1:8080", start).await
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => support::fail("console", e),
+    }
 }

@@ -212,6 +212,7 @@ fn a_full_output_queue() {
 struct Echo {
     unsent: Bytes,
     stuck: Rc<Notify>,
+    wrote: Rc<Notify>,
 }
 
 impl Dispatcher for Echo {
@@ -233,6 +234,7 @@ impl Dispatcher for Echo {
     fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
         let sent = channel.send(&self.unsent)?;
         self.unsent.advance(sent);
+        self.wrote.notify_one();
         Ok(())
     }
 }
@@ -247,9 +249,11 @@ fn a_reader_stalled_by_its_peer() {
         let (ours, mut peer) = socket_pair();
         ours.socket().unwrap().set_send_buffer_size(4096).unwrap();
         let stuck = Rc::new(Notify::new());
+        let wrote = Rc::new(Notify::new());
         let echo = Echo {
             unsent: Bytes::new(),
             stuck: stuck.clone(),
+            wrote: wrote.clone(),
         };
         let id = map.add(ours, echo).unwrap();
         peer.write_all(&[7u8; 32 * 1024]).unwrap();
@@ -266,7 +270,7 @@ fn a_reader_stalled_by_its_peer() {
         assert!(callbacks >= 1);
         assert!(seen.bytes_received > seen.bytes_sent && seen.bytes_sent > 0);
 
-        // The map runs on; the channel stays where it is.
+        // The map runs on for a while; the channel stays where it is.
         map.run_until(tokio::time::sleep(Duration::from_millis(50)))
             .await
             .unwrap();
@@ -280,9 +284,7 @@ fn a_reader_stalled_by_its_peer() {
         // The peer reads again: the channel writes, and is no longer stalled.
         let mut sink = vec![0; 64 * 1024];
         let _ = peer.read(&mut sink).unwrap();
-        map.run_until(tokio::time::sleep(Duration::from_millis(20)))
-            .await
-            .unwrap();
+        map.run_until(wrote.notified()).await.unwrap();
         let third = map.snapshot();
         let seen = third.channel(id).unwrap();
         assert!(seen.callbacks > callbacks && !seen.stalled, "{seen:#?}");

@@ -205,12 +205,21 @@ impl Dispatcher for Acceptor {
 }
 
 /// An accepted connection's span is a root span, not the listener's child; its callbacks and
-/// the reactor's `wants`/`ready` lines are in it; a graceful shutdown's `handle_close` too.
+/// the reactor's `wants`/`ready` lines are in it; a graceful shutdown's `handle_close` too. The
+/// map on a current-thread runtime, then on the main thread of a multi-thread one.
 #[test]
 fn accepted_channels_have_root_spans_and_shutdown_closes_inside_them() {
     let recorder = Recorder::default();
+    let guard = recorder.install();
+    block_on(accept_then_shut_down(recorder));
+    drop(guard);
+    let recorder = Recorder::default();
     let _guard = recorder.install();
-    block_on(async {
+    util::block_on_multi(accept_then_shut_down(recorder));
+}
+
+async fn accept_then_shut_down(recorder: Recorder) {
+    {
         let map = Map::new();
         let (server, address) = listener(Family::Inet).unwrap();
         let accepted = Rc::new(Cell::new(None));
@@ -296,7 +305,7 @@ fn accepted_channels_have_root_spans_and_shutdown_closes_inside_them() {
             .find(|event| event.fields.get("callback").map(String::as_str) == Some("handle_close"))
             .expect("the listener's handle_close at shutdown");
         assert_eq!(close.in_channel(), Some(listener_id.to_string().as_str()));
-    });
+    }
 }
 
 /// Its `writable()` reads a flag another channel's callback sets (asyncore's shared state):

@@ -29,15 +29,27 @@ pub(super) async fn sweep(map: Weak<MapInner>, state: Rc<LoopState>) {
             return;
         };
         // A snapshot: asking may run `handle_error`, which may close channels.
-        batch.extend(inner.shared.borrow().values().cloned());
+        inner
+            .shared
+            .borrow()
+            .values()
+            .for_each(|entry| batch.push(Rc::clone(entry)));
         drop(inner);
         for entry in batch.drain(..) {
             if let Some((was, now)) = entry.refresh_interest() {
-                let _span = entry.enter_span();
-                tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
+                changed(&entry, was, now);
             }
         }
     }
+}
+
+/// Says, in the channel's span, that another callback changed its interest. Out of line: the
+/// sweep's loop stays small for the common case, where nothing changed.
+#[cold]
+#[inline(never)]
+fn changed(entry: &Entry, was: crate::event::Interest, now: crate::event::Interest) {
+    let _span = entry.enter_span();
+    tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
 }
 
 /// The audit's task, started with the map's first `InterestScope::Own` channel.
