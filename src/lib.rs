@@ -139,7 +139,8 @@
 //! A forgotten wake does not hang a channel for good: once a second, a map with `Own` channels
 //! audits them, and one whose answer changed without a wake is woken and named in a `WARN`
 //! line ("stale interest …") that says to call [`Map::wake`] or to declare the channel
-//! `Shared`.
+//! `Shared`. The audit keeps a timer armed; [`Map::set_interest_audit`] changes its interval
+//! or turns it off for a map whose `Own` channels are changed only by their own callbacks.
 //!
 //! # The reactor, step by step
 //!

@@ -674,3 +674,55 @@ fn a_request_to_a_map_nobody_runs_is_loud() {
     assert_eq!(asker.join().unwrap(), 0);
     map_thread.join().unwrap().unwrap();
 }
+
+/// With the audit turned off, a stale `Own` channel is left alone (no wake, no warning) until
+/// `Map::wake`; turned on again with a short interval, the audit finds the next one.
+#[test]
+fn the_audit_can_be_turned_off_and_on() {
+    let captured = Captured::default();
+    tracing::dispatcher::with_default(&captured.dispatch(), || {
+        block_on(async {
+            let (channel, peer) = util::socket_pair();
+            peer.set_nonblocking(true).unwrap();
+            let map = Map::new();
+            map.set_interest_audit(None);
+            let pending = Rc::new(RefCell::new(BytesMut::new()));
+            let writer = Writer {
+                pending: pending.clone(),
+                scope: InterestScope::Own,
+                asked: Rc::default(),
+            };
+            let id = map.add(channel, writer).unwrap();
+            // Let the writer wait with nothing to write, then change its state behind its back.
+            let settle = map.run_until(tokio::time::sleep(Duration::from_millis(50)));
+            settle.await.unwrap();
+            pending.borrow_mut().extend_from_slice(b"one");
+            // Longer than the default audit interval: nothing rescues it.
+            let quiet = map.run_until(tokio::time::sleep(Duration::from_millis(1500)));
+            quiet.await.unwrap();
+            let mut byte = [0; 8];
+            let read = (&peer).read(&mut byte);
+            assert!(read.is_err(), "the stale channel wrote: {read:?}");
+            assert!(!captured.text().contains("stale interest"));
+            // An audit every 20 ms finds it.
+            map.set_interest_audit(Some(Duration::from_millis(20)));
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                let step = map.run_until(tokio::time::sleep(Duration::from_millis(10)));
+                step.await.unwrap();
+                match (&peer).read(&mut byte) {
+                    Ok(n) => got.extend_from_slice(&byte[..n]),
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+            }
+            assert_eq!(got, b"one");
+            assert!(
+                captured.text().contains("stale interest"),
+                "{}",
+                captured.text()
+            );
+            assert!(map.wake(id));
+            map.close_all();
+        })
+    });
+}

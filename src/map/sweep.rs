@@ -13,7 +13,7 @@ use crate::event::InterestScope;
 use crate::loop_state::LoopState;
 
 /// How often the audit looks at `InterestScope::Own` channels.
-const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// At most one stale-interest warning per map per this interval.
 const AUDIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -53,11 +53,11 @@ fn changed(entry: &Entry, was: crate::event::Interest, now: crate::event::Intere
 }
 
 /// The audit's task, started with the map's first `InterestScope::Own` channel.
-pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>) {
+pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>, every: Duration) {
     let mut last_warning: Option<Instant> = None;
     let mut channels: Vec<Rc<Entry>> = Vec::new();
     loop {
-        tokio::time::sleep(AUDIT_INTERVAL).await;
+        tokio::time::sleep(every).await;
         if state.paused() {
             continue;
         }
