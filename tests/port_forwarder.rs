@@ -4,41 +4,11 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 
 use util::programs::{assert_fails_in_one_line, example, Program};
 use util::LIMIT;
-
-/// A remote end that answers every byte with its complement, for `connections` connections.
-fn complement_server(connections: usize) -> (String, std::thread::JoinHandle<()>) {
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = server.local_addr().unwrap().to_string();
-    let thread = std::thread::spawn(move || {
-        let mut served = Vec::new();
-        for _ in 0..connections {
-            let (mut conn, _) = server.accept().unwrap();
-            conn.set_read_timeout(Some(LIMIT)).unwrap();
-            served.push(std::thread::spawn(move || {
-                let mut buf = vec![0; 65536];
-                loop {
-                    let n = match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf[..n].iter_mut().for_each(|b| *b = !*b);
-                    if conn.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            }));
-        }
-        for connection in served {
-            connection.join().unwrap();
-        }
-    });
-    (address, thread)
-}
 
 /// Sends `data` through the forwarder while reading the answer; the answer.
 fn exchange(forwarder: std::net::SocketAddr, data: Vec<u8>) -> Vec<u8> {
@@ -59,7 +29,8 @@ fn exchange(forwarder: std::net::SocketAddr, data: Vec<u8>) -> Vec<u8> {
 #[test]
 fn forwards_both_ways_byte_for_byte() {
     const CLIENTS: usize = 4;
-    let (remote, remote_thread) = complement_server(CLIENTS);
+    let (remote, remote_thread) = util::complement_server(CLIENTS);
+    let remote = remote.to_string();
     let mut command = Command::new(example("port_forwarder"));
     command.args(["127.0.0.1:0", &remote]);
     let forwarder = Program::start(command);

@@ -6,12 +6,13 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod log;
 pub mod programs;
 
 use asyncore::{Address, Channel, Dispatcher, Family};
@@ -308,4 +309,37 @@ pub async fn run_until_done<T: Send + 'static>(
         Ok(value) => value,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// A remote end on its own thread that answers every byte with its complement (so that an
+/// echo cannot pass for it), for `connections` connections.
+pub fn complement_server(
+    connections: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = server.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut served = Vec::new();
+        for _ in 0..connections {
+            let (mut conn, _) = server.accept().unwrap();
+            conn.set_read_timeout(Some(LIMIT)).unwrap();
+            served.push(std::thread::spawn(move || {
+                let mut buf = vec![0; 65536];
+                loop {
+                    let n = match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf[..n].iter_mut().for_each(|b| *b = !*b);
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        for connection in served {
+            connection.join().unwrap();
+        }
+    });
+    (address, thread)
 }
