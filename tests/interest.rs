@@ -211,10 +211,25 @@ impl Dispatcher for Writer {
 /// A member task fills the writer's buffer after the writer has started waiting; `wake`
 /// says whether it then calls `Map::wake`. Returns what the peer read and the warnings logged.
 fn fill_from_a_member_task(scope: InterestScope, wake: bool) -> (Vec<u8>, String) {
+    let (answer, warnings) = fill_from_a_member_task_on(scope, wake, false);
+    let (on_multi, more) = fill_from_a_member_task_on(scope, wake, true);
+    assert_eq!(answer, on_multi, "the multi-thread runtime");
+    (answer, warnings + &more)
+}
+
+/// The same on the current-thread runtime or (`multi`) on the main thread of a multi-thread one.
+fn fill_from_a_member_task_on(scope: InterestScope, wake: bool, multi: bool) -> (Vec<u8>, String) {
+    let run = |test: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>| {
+        if multi {
+            block_on_multi(test)
+        } else {
+            block_on(test)
+        }
+    };
     let captured = Captured::default();
     let answer =
         tracing::dispatcher::with_default(&captured.dispatch(tracing::Level::WARN), || {
-            block_on(async {
+            run(Box::pin(async {
                 let (channel, mut peer) = util::socket_pair();
                 let map = Map::new();
                 let pending = Rc::new(RefCell::new(BytesMut::new()));
@@ -250,7 +265,7 @@ fn fill_from_a_member_task(scope: InterestScope, wake: bool) -> (Vec<u8>, String
                 let answer = util::run_until_done(&map, reader).await;
                 map.close_all();
                 answer.expect("the peer got the bytes")
-            })
+            }))
         });
     (answer, captured.text())
 }
