@@ -1,4 +1,4 @@
-//! Seed 002's `EchoClient`: one connection per message; each sends its message, reads until
+//! asyncore's `EchoClient`: one connection per message; each sends its message, reads until
 //! as many bytes came back, prints `MSG -> ECHO` and closes. The program ends when the map is
 //! empty, as `asyncore.loop()` does.
 //!

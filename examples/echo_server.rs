@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example echo_server [ADDR]      # default 127.0.0.1:8080
+//! cargo run --release --example echo_server -- --interest-scope shared [ADDR]
 //! cargo run --release --example echo_server -- --tls-cert cert.pem --tls-key key.pem [ADDR]
 //! ```
 //!
@@ -19,19 +20,43 @@
 //! not take, as a slice of what it read (no copy): an idle connection holds no buffer at all.
 //! One addition the command-line contract asks for: a handler whose peer has finished sending
 //! flushes what it still owes before it closes (`handle_read_eof`, which asyncore lacks).
+//!
+//! Both dispatchers declare `InterestScope::Own`: their `readable()` and `writable()` read only
+//! their own fields, so the map need not ask them again after other channels' callbacks.
+//! `--interest-scope shared` gives them asyncore's rule instead (asked after every batch of
+//! callbacks on the map), which is what `benches/echo_load` compares.
 
 mod support;
 
 use std::io;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use asyncore::{Address, Channel, Dispatcher};
+use asyncore::{Address, Channel, Dispatcher, InterestScope};
 use bytes::{Buf, Bytes};
 use tracing::{debug, info};
 
 const BACKLOG: u32 = 1024;
 const SIZE: usize = 128 * 1024;
+
+/// `--interest-scope`, when given: it replaces what the dispatchers declare.
+static SCOPE_OPTION: OnceLock<InterestScope> = OnceLock::new();
+
+/// `--idle-timeout SECS`: a connection that sends nothing for this long is closed (off by
+/// default). Built on the channel's deadline: each read sets it again.
+static IDLE_TIMEOUT: OnceLock<std::time::Duration> = OnceLock::new();
+
+/// Sets (again) the idle deadline of a connection, if there is one.
+fn still_alive(channel: &mut Channel) {
+    if let Some(idle) = IDLE_TIMEOUT.get() {
+        channel.set_timeout(*idle);
+    }
+}
+
+/// `declared`, unless the command line chose a scope for every dispatcher.
+fn scope(declared: InterestScope) -> InterestScope {
+    SCOPE_OPTION.get().copied().unwrap_or(declared)
+}
 
 struct EchoHandler {
     client_address: Address,
@@ -40,6 +65,10 @@ struct EchoHandler {
 }
 
 impl Dispatcher for EchoHandler {
+    fn interest_scope(&self) -> InterestScope {
+        scope(InterestScope::Own) // readable() and writable() read only self.unsent
+    }
+
     fn readable(&self, _: &Channel) -> bool {
         self.unsent.is_empty() // Happy to read once we owe nothing (back-pressure)
     }
@@ -50,6 +79,7 @@ impl Dispatcher for EchoHandler {
 
     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
         let data = channel.recv(SIZE)?;
+        still_alive(channel);
         if data.is_empty() {
             debug!("got null data");
         } else {
@@ -84,6 +114,12 @@ impl Dispatcher for EchoHandler {
         channel.close();
         Ok(())
     }
+
+    fn handle_timeout(&mut self, channel: &mut Channel) -> io::Result<()> {
+        info!("idle_timeout: client_address={}", self.client_address);
+        channel.close();
+        Ok(())
+    }
 }
 
 struct EchoServer {
@@ -101,6 +137,9 @@ impl EchoServer {
         channel.listen(BACKLOG)?; // server_activate
         debug!("listen: backlog={BACKLOG}");
         let bound = channel.local_addr()?;
+        // Each handler's state changes only in its own callbacks, so the safety net for a
+        // forgotten wake has nothing to find, and its timer would cost every wake-up.
+        asyncore::socket_map().set_interest_audit(None);
         asyncore::add(channel, EchoServer { tls })?;
         Ok(bound)
     }
@@ -119,6 +158,7 @@ impl EchoServer {
         if let Some(config) = &self.tls {
             conn.start_tls_server(config.clone())?; // the reactor runs the handshake
         }
+        still_alive(&mut conn);
         let handler = EchoHandler {
             client_address,
             unsent: Bytes::new(),
@@ -133,6 +173,10 @@ impl EchoServer {
 }
 
 impl Dispatcher for EchoServer {
+    fn interest_scope(&self) -> InterestScope {
+        scope(InterestScope::Own) // a listener's readable() is always true
+    }
+
     fn handle_accept(&mut self, channel: &mut Channel) -> io::Result<()> {
         if let Some((conn, client_address)) = channel.accept()? {
             if self.verify_request(&conn, &client_address) {
@@ -151,12 +195,37 @@ impl Dispatcher for EchoServer {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     support::init_tracing();
+    let [tls_cert, tls_key] = support::TLS_OPTIONS;
+    let options = [
+        ("--interest-scope", "own|shared"),
+        ("--idle-timeout", "SECS"),
+        tls_cert,
+        tls_key,
+    ];
+    let mut tls = None;
+    let address = support::server_options("echo_server", "127.0.0.1:8080", &options).and_then(
+        |(address, values)| {
+            tls = support::tls_config(values[2].as_deref(), values[3].as_deref())?;
+            if let Some(idle) = &values[1] {
+                let idle = support::parse_seconds("--idle-timeout", idle)?;
+                let _ = IDLE_TIMEOUT.set(idle);
+            }
+            let chosen = match values[0].as_deref() {
+                None => return Ok(address),
+                Some("own") => InterestScope::Own,
+                Some("shared") => InterestScope::Shared,
+                Some(other) => {
+                    return Err(format!(
+                        "invalid --interest-scope {other:?} (expected own or shared)"
+                    ))
+                }
+            };
+            let _ = SCOPE_OPTION.set(chosen);
+            Ok(address)
+        },
+    );
     // Serve until a signal, then give every handler a moment to send back what it owes.
-    let (tls, args) = match support::tls_server_arguments("echo_server") {
-        Ok(parsed) => parsed,
-        Err(e) => return support::fail("echo_server", e),
-    };
-    support::serve_args("echo_server", "127.0.0.1:8080", args, |address| {
+    support::serve_on("echo_server", address, |address| {
         EchoServer::start(address, tls)
     })
     .await

@@ -3,7 +3,7 @@
 //! runtime's worker threads that they talk to through channels and handles.
 //!
 //! ```text
-//! cargo run --release --example kv_server [ADDR]      # default 127.0.0.1:8080
+//! cargo run --release --example kv_server [ADDR] [--stall-timeout SECS] [--idle-timeout SECS]
 //! ```
 //!
 //! The protocol, one command per line (`\n` or `\r\n`), one answer line per command, in order:
@@ -27,6 +27,20 @@
 //!   [`ChannelHandle`]s (`call::<AsyncChat<Session>, ..>`, which runs on the map's thread), one
 //!   forwarding task per watcher so that its notifications keep their order, and learns that a
 //!   watcher left from [`ChannelHandle::closed`].
+//!
+//! # Watchers that do not read
+//!
+//! Notifications are bounded: at most [`WATCHER_BYTES`] per watcher and [`WATCH_BYTES`] for all
+//! watchers together, counted from the moment the store makes a notification until the
+//! watcher's socket has taken it. The store takes byte permits from two semaphores (the
+//! watcher's and the server's) before it hands a notification on, and the forwarder queues,
+//! right behind the lines it pushes, a [`Producer`] that holds their permits: the chat asks it
+//! for output only once everything before it is sent, and it then lets the permits go.
+//!
+//! A change to a key whose watcher is at its bound waits: the store (and so every command)
+//! is slowed to the watcher's speed, as a chat room is to its slowest member. A watcher that
+//! takes nothing for `--stall-timeout` seconds (default 10) is dropped: the store forgets it
+//! and closes its connection, and its queued notifications and their permits go with it.
 
 mod support;
 
@@ -34,10 +48,13 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::process::ExitCode;
 
-use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+use std::sync::Arc;
+use std::time::Duration;
+
+use asyncore::chat::{AsyncChat, Chat, ChatHandler, Producer};
 use asyncore::{Address, Channel, ChannelHandle, ChannelId, Dispatcher, InterestScope};
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 
 const BACKLOG: u32 = 1024;
@@ -47,6 +64,15 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// Commands read but not answered yet, per connection, beyond which it stops reading.
 const MAX_PIPELINED: usize = 64;
+
+/// Notification bytes one watcher may have made and not yet taken.
+pub const WATCHER_BYTES: usize = 256 * 1024;
+
+/// Notification bytes all watchers together may have made and not yet taken.
+pub const WATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default `--stall-timeout`: how long a watcher may take nothing before it is dropped.
+const DEFAULT_STALL: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // The store: a native task
@@ -70,10 +96,11 @@ struct Store {
 }
 
 impl Store {
-    /// Starts the store on the runtime's worker threads.
-    fn spawn() -> Store {
+    /// Starts the store on the runtime's worker threads; watchers that take nothing for
+    /// `stall` are dropped.
+    fn spawn(stall: Duration) -> Store {
         let (requests, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(serve(inbox, requests.downgrade()));
+        tokio::spawn(serve(inbox, requests.downgrade(), stall));
         Store { requests }
     }
 
@@ -89,26 +116,29 @@ impl Store {
     }
 }
 
+/// A notification on its way to a watcher, with the byte permits it holds.
+type Notification = (Bytes, [OwnedSemaphorePermit; 2]);
+
+/// The store's side of one watching connection.
+struct Watcher {
+    handle: ChannelHandle,
+    /// To its forwarding task, which keeps its notifications in order.
+    lines: mpsc::UnboundedSender<Notification>,
+    /// Its share of [`WATCHER_BYTES`].
+    permits: Arc<Semaphore>,
+}
+
 /// The store's task; it ends when the last [`Store`] is dropped. `myself` is weak so that the
 /// store does not keep itself alive.
 async fn serve(
     mut inbox: mpsc::UnboundedReceiver<Request>,
     myself: mpsc::WeakUnboundedSender<Request>,
+    stall: Duration,
 ) {
     let mut data: HashMap<Bytes, Bytes> = HashMap::new();
     let mut watchers: HashMap<Bytes, Vec<ChannelId>> = HashMap::new();
-    // One forwarding task per watching connection keeps its notifications in order.
-    let mut forwarders: HashMap<ChannelId, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-    let notify = |watchers: &HashMap<Bytes, Vec<ChannelId>>,
-                  forwarders: &HashMap<ChannelId, mpsc::UnboundedSender<Bytes>>,
-                  key: &Bytes,
-                  message: Bytes| {
-        for id in watchers.get(key).into_iter().flatten() {
-            if let Some(forwarder) = forwarders.get(id) {
-                let _ = forwarder.send(message.clone());
-            }
-        }
-    };
+    let mut forwarders: HashMap<ChannelId, Watcher> = HashMap::new();
+    let total = Arc::new(Semaphore::new(WATCH_BYTES));
     while let Some((command, reply)) = inbox.recv().await {
         let answer = match command {
             Command::Get(key) => match data.get(&key) {
@@ -117,13 +147,14 @@ async fn serve(
             },
             Command::Set(key, value) => {
                 let message = line(&[b"CHANGED ", &key, b" ", &value]);
-                notify(&watchers, &forwarders, &key, message);
+                notify(&mut watchers, &mut forwarders, &total, stall, &key, message).await;
                 data.insert(key, value);
                 Bytes::from_static(b"OK")
             }
             Command::Del(key) => match data.remove(&key) {
                 Some(_) => {
-                    notify(&watchers, &forwarders, &key, line(&[b"DELETED ", &key]));
+                    let message = line(&[b"DELETED ", &key]);
+                    notify(&mut watchers, &mut forwarders, &total, stall, &key, message).await;
                     Bytes::from_static(b"DELETED")
                 }
                 None => Bytes::from_static(b"NOT_FOUND"),
@@ -133,8 +164,18 @@ async fn serve(
                 let id = handle.id();
                 forwarders.entry(id).or_insert_with(|| {
                     let (lines, inbox) = mpsc::unbounded_channel();
-                    tokio::spawn(forward(handle, inbox, myself.clone()));
-                    lines
+                    let permits = Arc::new(Semaphore::new(WATCHER_BYTES));
+                    tokio::spawn(forward(
+                        handle.clone(),
+                        inbox,
+                        permits.clone(),
+                        myself.clone(),
+                    ));
+                    Watcher {
+                        handle,
+                        lines,
+                        permits,
+                    }
                 });
                 let watching = watchers.entry(key).or_default();
                 if !watching.contains(&id) {
@@ -143,11 +184,7 @@ async fn serve(
                 answer
             }
             Command::Forget(id) => {
-                forwarders.remove(&id);
-                watchers.retain(|_, watching| {
-                    watching.retain(|known| *known != id);
-                    !watching.is_empty()
-                });
+                forget(&mut watchers, &mut forwarders, id);
                 continue;
             }
         };
@@ -157,12 +194,88 @@ async fn serve(
     }
 }
 
+/// Hands `message` to every watcher of `key`, each within its bound and the server's: waits
+/// for the permits (the store is slowed to the watchers' speed), and drops a watcher that
+/// takes nothing for `stall`.
+async fn notify(
+    watchers: &mut HashMap<Bytes, Vec<ChannelId>>,
+    forwarders: &mut HashMap<ChannelId, Watcher>,
+    total: &Arc<Semaphore>,
+    stall: Duration,
+    key: &Bytes,
+    message: Bytes,
+) {
+    let ids = watchers.get(key).cloned().unwrap_or_default();
+    // A notification is at most a line (16 KiB) and a key: well within every bound.
+    let size = (message.len() + 1) as u32;
+    for id in ids {
+        let Some(watcher) = forwarders.get(&id) else {
+            continue;
+        };
+        let permits = tokio::time::timeout(stall, async {
+            let own = watcher
+                .permits
+                .clone()
+                .acquire_many_owned(size)
+                .await
+                .ok()?;
+            let all = total.clone().acquire_many_owned(size).await.ok()?;
+            Some([own, all])
+        })
+        .await;
+        match permits {
+            Ok(Some(permits)) => {
+                if watcher.lines.send((message.clone(), permits)).is_err() {
+                    forget(watchers, forwarders, id);
+                }
+            }
+            // Its forwarder has stopped: the watcher is gone.
+            Ok(None) => forget(watchers, forwarders, id),
+            Err(_) => {
+                warn!("dropping watcher {id}: it took no notification for {stall:?}");
+                let handle = watcher.handle.clone();
+                forget(watchers, forwarders, id);
+                tokio::spawn(async move {
+                    let _ = handle.close().await;
+                });
+            }
+        }
+    }
+}
+
+/// Forgets watcher `id`: its forwarder ends, and what it had queued goes with it.
+fn forget(
+    watchers: &mut HashMap<Bytes, Vec<ChannelId>>,
+    forwarders: &mut HashMap<ChannelId, Watcher>,
+    id: ChannelId,
+) {
+    if let Some(watcher) = forwarders.remove(&id) {
+        watcher.permits.close();
+    }
+    watchers.retain(|_, watching| {
+        watching.retain(|known| *known != id);
+        !watching.is_empty()
+    });
+}
+
+/// Lets a watcher's notification permits go when the chat asks it for output: everything
+/// queued before it has then been sent.
+struct Release(Vec<[OwnedSemaphorePermit; 2]>);
+
+impl Producer for Release {
+    fn more(&mut self) -> Bytes {
+        self.0.clear();
+        Bytes::new()
+    }
+}
+
 /// Pushes each notification line to one watching connection, in order, through its handle
-/// (the closure runs on the map's thread); when the connection closes, tells the store to
-/// forget it.
+/// (the closure runs on the map's thread), with the permits they hold right behind them; when
+/// the connection closes, tells the store to forget it.
 async fn forward(
     handle: ChannelHandle,
-    mut lines: mpsc::UnboundedReceiver<Bytes>,
+    mut lines: mpsc::UnboundedReceiver<Notification>,
+    permits: Arc<Semaphore>,
     store: mpsc::WeakUnboundedSender<Request>,
 ) {
     let closed = handle.closed();
@@ -170,10 +283,24 @@ async fn forward(
     loop {
         tokio::select! {
             message = lines.recv() => {
-                let Some(message) = message else { return };
+                let Some(first) = message else { break };
+                // Whatever else is waiting goes in the same call.
+                let mut batch = vec![first];
+                while batch.len() < 256 {
+                    match lines.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
                 let pushed = handle
                     .call::<AsyncChat<Session>, _, _>(move |chat, _| {
-                        chat.chat_mut().push_line(message)
+                        let chat = chat.chat_mut();
+                        let mut held = Vec::with_capacity(batch.len());
+                        for (message, permits) in batch {
+                            chat.push_line(message);
+                            held.push(permits);
+                        }
+                        chat.push_with_producer(Release(held));
                     })
                     .await;
                 if let Err(e) = pushed {
@@ -184,6 +311,8 @@ async fn forward(
             _ = &mut closed => break,
         }
     }
+    // A store waiting for this watcher's permits stops waiting.
+    permits.close();
     if let Some(store) = store.upgrade() {
         let _ = store.send((Command::Forget(handle.id()), None));
     }
@@ -303,6 +432,7 @@ impl ChatHandler for Session {
 
     fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let command_line = chat.take_line();
+        still_alive(channel);
         if !self.done {
             self.pending.push_back(command_line);
         }
@@ -353,6 +483,8 @@ impl Dispatcher for KvServer {
         address: Address,
     ) -> io::Result<()> {
         info!("conn_made: client_address={address}");
+        let mut conn = conn;
+        still_alive(&mut conn);
         let session = Session {
             store: self.store.clone(),
             address,
@@ -385,8 +517,66 @@ fn start(address: std::net::SocketAddr, store: Store) -> io::Result<Address> {
     Ok(bound)
 }
 
+/// `--idle-timeout SECS`: a connection that sends no complete command for this long is closed
+/// (off by default; a connection that only watches sends nothing, so keep it longer than
+/// the quiet time of your watchers). Built on the channel's deadline.
+static IDLE_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets (again) the idle deadline of a connection, if there is one.
+fn still_alive(channel: &mut Channel) {
+    if let Some(idle) = IDLE_TIMEOUT.get() {
+        channel.set_timeout(*idle);
+    }
+}
+
+/// `[ADDR] [--stall-timeout SECS] [--idle-timeout SECS]`, each error one line.
+fn parse_args() -> Result<(String, Duration), String> {
+    const USAGE: &str = "usage: kv_server [ADDR] [--stall-timeout SECS] [--idle-timeout SECS]";
+    let mut address = None;
+    let mut stall = DEFAULT_STALL;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--stall-timeout" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("--stall-timeout needs a value ({USAGE})"))?;
+                stall = match value.parse::<f64>() {
+                    Ok(secs) if secs > 0.0 && secs < 1e9 => Duration::from_secs_f64(secs),
+                    _ => {
+                        return Err(format!(
+                        "invalid --stall-timeout {value:?} (expected a positive number of seconds)"
+                    ))
+                    }
+                };
+            }
+            "--idle-timeout" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("--idle-timeout needs a value ({USAGE})"))?;
+                let idle = support::parse_seconds("--idle-timeout", &value)?;
+                let _ = IDLE_TIMEOUT.set(idle);
+            }
+            option if option.starts_with("--") => {
+                return Err(format!("unknown option {option:?} ({USAGE})"))
+            }
+            _ if address.is_none() => address = Some(arg),
+            _ => return Err(format!("unexpected argument {arg:?} ({USAGE})")),
+        }
+    }
+    Ok((address.unwrap_or_else(|| "127.0.0.1:8080".into()), stall))
+}
+
 fn main() -> ExitCode {
     support::init_tracing();
+    let (address, stall) = match parse_args() {
+        Ok(parsed) => parsed,
+        Err(e) => return support::fail("kv_server", e),
+    };
+    let address = match support::parse_inet(&address) {
+        Ok(address) => address,
+        Err(e) => return support::fail("kv_server", e),
+    };
     // Worker threads for the store and the watchers' pushes; the map runs on this thread,
     // inside `block_on`, where its `!Send` dispatchers may live.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -397,7 +587,16 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return support::fail("kv_server", e),
     };
-    runtime.block_on(support::serve("kv_server", "127.0.0.1:8080", |address| {
-        start(address, Store::spawn())
-    }))
+    runtime.block_on(async {
+        match start(address, Store::spawn(stall)) {
+            Ok(bound) => support::announce(bound),
+            Err(e) => return support::fail("kv_server", e),
+        }
+        let map = asyncore::socket_map();
+        let served = map.run_until(support::signal()).await;
+        match served.and(map.shutdown(support::GRACE).await) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => support::fail("kv_server", e),
+        }
+    })
 }

@@ -6,6 +6,7 @@ use std::io;
 use crate::address::Address;
 use crate::channel::Channel;
 use crate::event::InterestScope;
+use crate::snapshot::Buffered;
 
 /// The callbacks of a channel.
 ///
@@ -50,7 +51,7 @@ use crate::event::InterestScope;
 ///
 /// # Example
 ///
-/// The seed's echo handler: read what arrives, write it back.
+/// The echo handler of asyncore's documentation: read what arrives, write it back.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -152,6 +153,18 @@ pub trait Dispatcher: Any {
     fn has_buffered_input(&self, channel: &Channel) -> bool {
         let _ = channel;
         false
+    }
+
+    /// What the dispatcher holds in its own buffers (input not yet handled, output queued,
+    /// water marks), for [`Map::snapshot`](crate::Map::snapshot): the reactor cannot see
+    /// inside a dispatcher. Asked only when a snapshot is taken, never by the reactor's own
+    /// loop. Default: nothing known ([`Buffered::default`]). asynchat's
+    /// [`AsyncChat`](crate::chat::AsyncChat) reports its framer and output queue; a dispatcher
+    /// with a [`SendBuffer`](crate::SendBuffer) returns
+    /// [`SendBuffer::buffered`](crate::SendBuffer::buffered). asyncore has no such hook.
+    fn buffered(&self, channel: &Channel) -> Buffered {
+        let _ = channel;
+        Buffered::default()
     }
 
     /// Data (or end of file) can be read. Default: logs "unhandled read event".

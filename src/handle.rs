@@ -14,6 +14,7 @@ use crate::dispatcher::Dispatcher;
 use crate::error::panic_error;
 use crate::event::ChannelId;
 use crate::map::{not_found, Map, Remote, Request};
+use crate::snapshot::MapSnapshot;
 
 impl Map {
     /// A `Send + Clone` handle to this map for native tasks on any thread.
@@ -173,6 +174,15 @@ impl MapHandle {
                 format!("channel {id} closed before the call ran"),
             )
         })?
+    }
+
+    /// A snapshot of the map, taken on the map's thread between callbacks ([`Map::snapshot`]):
+    /// what a monitor on another thread shows.
+    ///
+    /// # Errors
+    /// `BrokenPipe` if the map is gone.
+    pub async fn snapshot(&self) -> io::Result<MapSnapshot> {
+        self.query(Map::snapshot).await
     }
 
     /// Closes every channel of the map ([`Map::close_all`]).

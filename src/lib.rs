@@ -1,6 +1,9 @@
 //! Python's asyncore on Tokio: a dispatcher per socket, a map of channels, and a loop that runs
 //! until the map is empty, with every dispatcher a Tokio task.
 //!
+//! The crate is for Unix only (Linux, the BSDs, macOS): it works with raw file descriptors,
+//! Unix sockets, pipes and Unix signals. On any other target it does not compile.
+//!
 //! # The model
 //!
 //! asyncore programs are built from three things, and so is this crate:
@@ -136,7 +139,8 @@
 //! A forgotten wake does not hang a channel for good: once a second, a map with `Own` channels
 //! audits them, and one whose answer changed without a wake is woken and named in a `WARN`
 //! line ("stale interest …") that says to call [`Map::wake`] or to declare the channel
-//! `Shared`.
+//! `Shared`. The audit keeps a timer armed; [`Map::set_interest_audit`] changes its interval
+//! or turns it off for a map whose `Own` channels are changed only by their own callbacks.
 //!
 //! # The reactor, step by step
 //!
@@ -249,7 +253,7 @@
 //!   [`Channel::shutdown`]`(Write)` is `close_notify` then FIN, a half-close; deadlines,
 //!   [`Map::shutdown`] and lock-step passes work as on plaintext ([`Ready::TLS`] and
 //!   [`Event::TlsReady`] show the handshake in a [`Pass`]); [`Channel::take_stream`] hands the
-//!   connection over with its session as a [`tls::TlsStream`].
+//!   connection over with its session as a [`TlsStream`].
 //!
 //! ```no_run
 //! use std::{io, sync::Arc};
@@ -290,11 +294,25 @@
 //!
 //! # Watching it
 //!
-//! Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and silent until a subscriber is installed. Each
-//! channel has a `channel` span (`id`, `fd`, `dispatcher`, `peer`) at `DEBUG`; each callback is
-//! a `TRACE` event; busy loops, stale interest, unrun maps and errors are `WARN` and `ERROR`.
-//! For one deterministic pass at a time, [`Map::poll`] returns a [`Pass`]: who wanted what,
-//! what was ready, which callbacks ran.
+//! [How a readiness reactor works](guide) is a chapter of its own: one pass, drawn; how the
+//! free-running mode differs; where Tokio's readiness cache comes in. To watch the reactor:
+//!
+//! - **Tracing.** Everything is traced with [`tracing`](https://docs.rs/tracing/0.1) and
+//!   silent until a subscriber is installed. Each channel has a root `channel` span (`id`,
+//!   `fd`, `dispatcher`, `peer`) at `DEBUG`, not nested in whoever created it, and everything
+//!   the reactor runs for the channel is inside it (a graceful shutdown's `handle_close` and
+//!   the interest sweep's re-asks too). At `TRACE`, each callback is an event, and so is what
+//!   the channel asked for (`wants READ|WRITE`) and what readiness arrived (`ready READ`).
+//!   Busy loops, stale interest, unrun maps and errors are `WARN` and `ERROR`.
+//! - **Passes.** For one deterministic pass at a time, [`Map::poll`] returns a [`Pass`]: who
+//!   wanted what, what was ready, which callbacks ran (`examples/tour.rs` prints them).
+//! - **Snapshots.** [`Map::snapshot`] (and [`MapHandle::snapshot`] from any thread) shows
+//!   every channel as it is now: state, interest, readiness last seen, buffers, bytes,
+//!   callbacks, how long it has been quiet, whether it spins or is stalled
+//!   ([`MapSnapshot`]); `examples/top.rs` draws them live.
+//! - **tokio-console.** Built with `--cfg tokio_unstable`, each channel's task is named
+//!   `channel #12 EchoHandler 127.0.0.1:53312`; `examples/console.rs` (feature `console`) is
+//!   the recipe.
 //!
 //! # Differences from Python's asyncore
 //!
@@ -312,7 +330,24 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
-// The layers, from the bottom: each module knows only those above it in this list.
+#[cfg(not(unix))]
+compile_error!(
+    "the asyncore crate supports Unix only (Linux, the BSDs, macOS): it is built on file \
+     descriptors, Unix sockets and Unix signals, which this target does not have"
+);
+
+// The layers, from the bottom; each module uses only modules of the layers below its own
+// (rustfmt sorts the declarations, so the order is given here):
+//   address, error, event, loop_state, snapshot,     vocabulary and the loop's state;
+//   tls, water_marks                                  TLS configurations, upgrades, errors
+//   io                                                sockets and their readiness
+//   channel, byte_queue, send_buffer                  a socket with asyncore's operations
+//   dispatcher                                        the callbacks
+//   driver                                            one channel's reactor
+//   map                                               the map and its loop
+//   pass, handle, work                                lock-step passes, handles, async work
+//   chat                                              asynchat
+// (`guide` is documentation only.)
 mod address;
 mod byte_queue;
 mod channel;
@@ -321,18 +356,20 @@ mod dispatcher;
 mod driver;
 mod error;
 mod event;
+pub mod guide;
 mod handle;
 mod io;
 mod loop_state;
 mod map;
 mod pass;
 mod send_buffer;
+mod snapshot;
 pub mod tls;
 mod water_marks;
 mod work;
 
 pub use address::{Address, Family, ToAddress};
-pub use channel::{Channel, NativeStream};
+pub use channel::{Channel, NativeStream, TlsStream};
 pub use dispatcher::Dispatcher;
 pub use error::ExitNow;
 pub use event::{ChannelId, Event, Interest, InterestScope, Ready};
@@ -340,6 +377,7 @@ pub use handle::{ChannelHandle, MapHandle};
 pub use map::{socket_map, Map};
 pub use pass::Pass;
 pub use send_buffer::{SendBuffer, SEND_CHUNK};
+pub use snapshot::{Buffered, ChannelSnapshot, ChannelState, MapSnapshot, Rates, Totals};
 pub use work::Work;
 
 /// Re-exported for [`Channel::socket`]'s socket options.

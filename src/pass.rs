@@ -85,7 +85,12 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     // input).
     let mut waiting: Vec<(Rc<Entry>, Interest, Ready)> = Vec::new();
     for entry in entries {
-        let (want, now) = entry.interest();
+        let (want, now) = {
+            let _span = entry.enter_span();
+            let (want, now) = entry.interest();
+            entry.asked(want);
+            (want, now)
+        };
         if !want.is_empty() {
             pass.wanted.push((entry.id, want));
         }
@@ -126,6 +131,10 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     let ready = tokio::time::timeout(timeout, gather)
         .await
         .unwrap_or_default();
+    for (entry, _, r) in &ready {
+        let _span = entry.enter_span();
+        entry.saw(*r);
+    }
     pass.ready = ready.iter().map(|(entry, _, r)| (entry.id, *r)).collect();
     let mut events = Vec::new();
     // The TLS sessions' events first (completed handshakes, failures), as a connect's.
@@ -139,6 +148,7 @@ async fn run_pass(map: &MapInner, timeout: Duration) -> io::Result<Pass> {
     }
     for phase in PHASES {
         for (entry, want, r) in &ready {
+            let _span = entry.enter_span();
             entry.phase_event(phase, *r, *want, &mut Some(&mut events));
             if let Some(error) = map.state.take_exit() {
                 return Err(error);

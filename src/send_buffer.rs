@@ -47,6 +47,7 @@ use bytes::Bytes;
 
 use crate::byte_queue::ByteQueue;
 use crate::channel::Channel;
+use crate::snapshot::Buffered;
 use crate::water_marks::WaterMarks;
 
 /// The most one write event sends, as asyncore's `initiate_send` (`out_buffer[:65536]`).
@@ -227,6 +228,15 @@ impl SendBuffer {
         let sent = self.queue.send(channel, SEND_CHUNK)?;
         self.update();
         Ok(sent)
+    }
+
+    /// What the buffer holds, for [`Dispatcher::buffered`](crate::Dispatcher::buffered):
+    /// the queued bytes, the water marks and whether it is paused.
+    pub fn buffered(&self) -> Buffered {
+        let (low, high) = self.write_buffer_limits();
+        Buffered::default()
+            .output(self.len())
+            .water_marks(low, high, self.is_paused())
     }
 
     /// Drops everything queued (asynchat's `discard_buffers` for output); resumes.

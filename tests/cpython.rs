@@ -10,7 +10,6 @@ mod util;
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex};
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
 use asyncore::socket2::{SockRef, Socket};
@@ -48,52 +47,7 @@ async fn drive(map: &Map, mode: Mode, done: impl Fn() -> bool) -> io::Result<()>
 
 // ----- logging -----
 
-/// What a `tracing` subscriber wrote, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// A subscriber writing every event at `DEBUG` and above here, one line each.
-    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
-        let buffer = self.0.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || Sink(buffer.clone()))
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .without_time()
-            .with_target(false)
-            .finish()
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The line containing `message`; fails the test if there is none.
-    fn line(&self, message: &str) -> String {
-        let lines = self.lines();
-        lines
-            .iter()
-            .find(|line| line.contains(message))
-            .cloned()
-            .unwrap_or_else(|| panic!("no {message:?} in the log: {lines:#?}"))
-    }
-}
+use util::log::Captured;
 
 const L1: &str = "Have you got anything without spam?";
 const L2: &str = "Why can't she have egg bacon spam and sausage?";
@@ -120,7 +74,7 @@ fn log_info_goes_to_tracing_not_stdout() {
         return;
     }
     let captured = Captured::default();
-    tracing::subscriber::with_default(captured.subscriber(), log_three);
+    tracing::subscriber::with_default(captured.subscriber(tracing::Level::DEBUG), log_three);
     let eggs = captured.line(L1);
     assert!(
         eggs.starts_with(" INFO") && eggs.contains("kind=\"EGGS\""),
@@ -183,7 +137,7 @@ fn send_urgent(peer: &std::net::TcpStream, byte: u8) {
 #[test]
 fn default_handlers_log_unhandled_events() {
     let captured = Captured::default();
-    let _guard = tracing::subscriber::set_default(captured.subscriber());
+    let _guard = tracing::subscriber::set_default(captured.subscriber(tracing::Level::DEBUG));
     block_on(async {
         let map = Map::new();
         // A connecting client whose peer sends data and an urgent byte.

@@ -344,28 +344,11 @@ fn a_disconnect_after_handle_close_closes_the_channel() {
 /// still runs, and the reactor says which channel spins, once, not once per pass.
 #[test]
 fn busy_writer_is_visible_and_does_not_starve_the_thread() {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
     struct Idle; // asyncore's defaults: readable and writable, handle_write does nothing
     impl Dispatcher for Idle {}
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = util::log::Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.subscriber(tracing::Level::WARN));
     block_on(async {
         let map = Map::new();
         let (a, _peer) = socket_pair();
@@ -383,7 +366,7 @@ fn busy_writer_is_visible_and_does_not_starve_the_thread() {
             .unwrap();
         native.abort();
         assert!(*ticks.lock().unwrap() > 10, "the native task starved");
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let text = captured.text();
         let warnings: Vec<&str> = text.lines().filter(|l| l.contains("busy loop")).collect();
         assert_eq!(warnings.len(), 1, "{text}");
         assert!(

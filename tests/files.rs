@@ -34,20 +34,13 @@ fn is_nonblocking(fd: &impl AsRawFd) -> bool {
 }
 
 /// A temporary file holding `DATA`, removed on drop.
-struct TempFile(std::path::PathBuf);
+struct TempFile(util::TempPath);
 
 impl TempFile {
     fn new(name: &str) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("asyncore-files-{}-{name}", std::process::id()));
+        let path = util::TempPath::new(name);
         std::fs::write(&path, DATA).unwrap();
         TempFile(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -462,8 +455,7 @@ fn terminal_lines_all_arrive() {
 #[test]
 #[allow(unsafe_code)]
 fn fifo_reads_to_end_of_file() {
-    let path = std::env::temp_dir().join(format!("asyncore-files-{}-fifo", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let path = util::TempPath::new("fifo");
     let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: `mkfifo` reads the NUL-terminated path it is given.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
@@ -489,5 +481,4 @@ fn fifo_reads_to_end_of_file() {
         feeder.join().unwrap();
         assert_eq!(log.entries(), ["eof after 64000", "close after 64000"]);
     });
-    let _ = std::fs::remove_file(&path);
 }

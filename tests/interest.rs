@@ -10,11 +10,11 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use asyncore::{Address, Channel, ChannelId, Dispatcher, Family, InterestScope, Map};
 use bytes::{Buf, BytesMut};
+use util::log::Captured;
 use util::{block_on, block_on_multi, listener, LIMIT};
 
 // ---------------------------------------------------------------------------------------------
@@ -128,29 +128,6 @@ impl Dispatcher for Sender {
     }
 }
 
-/// A remote end that answers every byte with its complement, on a thread of its own, for one
-/// connection.
-fn complement_server() -> (Address, std::thread::JoinHandle<()>) {
-    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = Address::Inet(server.local_addr().unwrap());
-    let thread = std::thread::spawn(move || {
-        let (mut conn, _) = server.accept().unwrap();
-        conn.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut buf = vec![0; 65536];
-        loop {
-            let n = match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            buf[..n].iter_mut().for_each(|b| *b = !*b);
-            if conn.write_all(&buf[..n]).is_err() {
-                return;
-            }
-        }
-    });
-    (address, thread)
-}
-
 /// A client that sends `data` through the forwarder while reading the answer, and returns the
 /// answer once it has as many bytes as it sent.
 fn client(forwarder: std::net::SocketAddr, data: Vec<u8>) -> std::thread::JoinHandle<Vec<u8>> {
@@ -170,7 +147,8 @@ fn client(forwarder: std::net::SocketAddr, data: Vec<u8>) -> std::thread::JoinHa
 }
 
 async fn forward_one_mebibyte() {
-    let (remote, remote_thread) = complement_server();
+    let (remote, remote_thread) = util::complement_server(1);
+    let remote = Address::Inet(remote);
     let (server, address) = listener(Family::Inet).unwrap();
     let map = Map::new();
     map.add(server, Forwarder { remote }).unwrap();
@@ -204,36 +182,6 @@ fn a_faithful_forwarder_port_passes_data_both_ways_in_a_multi_thread_runtime() {
 // ---------------------------------------------------------------------------------------------
 // Scopes, wakes, and the audit
 
-/// Log lines at `WARN` and above, captured from every thread that installs the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn dispatch(&self) -> tracing::Dispatch {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::Dispatch::new(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Writes what native code puts in a shared buffer; its interest is declared its own or not.
 struct Writer {
     pending: Rc<RefCell<BytesMut>>,
@@ -263,46 +211,62 @@ impl Dispatcher for Writer {
 /// A member task fills the writer's buffer after the writer has started waiting; `wake`
 /// says whether it then calls `Map::wake`. Returns what the peer read and the warnings logged.
 fn fill_from_a_member_task(scope: InterestScope, wake: bool) -> (Vec<u8>, String) {
+    let (answer, warnings) = fill_from_a_member_task_on(scope, wake, false);
+    let (on_multi, more) = fill_from_a_member_task_on(scope, wake, true);
+    assert_eq!(answer, on_multi, "the multi-thread runtime");
+    (answer, warnings + &more)
+}
+
+/// The same on the current-thread runtime or (`multi`) on the main thread of a multi-thread one.
+fn fill_from_a_member_task_on(scope: InterestScope, wake: bool, multi: bool) -> (Vec<u8>, String) {
+    let run = |test: std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>>>>| {
+        if multi {
+            block_on_multi(test)
+        } else {
+            block_on(test)
+        }
+    };
     let captured = Captured::default();
-    let answer = tracing::dispatcher::with_default(&captured.dispatch(), || {
-        block_on(async {
-            let (channel, mut peer) = util::socket_pair();
-            let map = Map::new();
-            let pending = Rc::new(RefCell::new(BytesMut::new()));
-            let asked = Rc::new(std::cell::Cell::new(0));
-            let id = map
-                .add(
-                    channel,
-                    Writer {
-                        pending: pending.clone(),
-                        scope,
-                        asked: asked.clone(),
-                    },
-                )
-                .unwrap();
-            let member_map = map.clone();
-            map.spawn(async move {
-                // Let the writer ask for its interest (nothing to write) and start waiting.
-                while asked.get() == 0 {
+    let answer =
+        tracing::dispatcher::with_default(&captured.dispatch(tracing::Level::WARN), || {
+            run(Box::pin(async {
+                let (channel, mut peer) = util::socket_pair();
+                let map = Map::new();
+                let pending = Rc::new(RefCell::new(BytesMut::new()));
+                let asked = Rc::new(std::cell::Cell::new(0));
+                let id = map
+                    .add(
+                        channel,
+                        Writer {
+                            pending: pending.clone(),
+                            scope,
+                            asked: asked.clone(),
+                        },
+                    )
+                    .unwrap();
+                let member_map = map.clone();
+                map.spawn(async move {
+                    // Let the writer ask for its interest (nothing to write) and start waiting.
+                    while asked.get() == 0 {
+                        tokio::task::yield_now().await;
+                    }
                     tokio::task::yield_now().await;
-                }
-                tokio::task::yield_now().await;
-                pending
-                    .borrow_mut()
-                    .extend_from_slice(b"filled by native code");
-                if wake {
-                    assert!(member_map.wake(id));
-                }
-            });
-            let reader = std::thread::spawn(move || {
-                let mut answer = vec![0; b"filled by native code".len()];
-                peer.read_exact(&mut answer).map(|()| answer)
-            });
-            let answer = util::run_until_done(&map, reader).await;
-            map.close_all();
-            answer.expect("the peer got the bytes")
-        })
-    });
+                    pending
+                        .borrow_mut()
+                        .extend_from_slice(b"filled by native code");
+                    if wake {
+                        assert!(member_map.wake(id));
+                    }
+                });
+                let reader = std::thread::spawn(move || {
+                    let mut answer = vec![0; b"filled by native code".len()];
+                    peer.read_exact(&mut answer).map(|()| answer)
+                });
+                let answer = util::run_until_done(&map, reader).await;
+                map.close_all();
+                answer.expect("the peer got the bytes")
+            }))
+        });
     (answer, captured.text())
 }
 
@@ -401,7 +365,7 @@ fn own_scope_channels_are_not_asked_on_others_behalf() {
 #[test]
 fn adding_to_a_worker_threads_default_map_is_loud() {
     let captured = Captured::default();
-    let dispatch = captured.dispatch();
+    let dispatch = captured.dispatch(tracing::Level::WARN);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -648,7 +612,7 @@ fn a_request_to_a_map_nobody_runs_is_loud() {
         })
     });
     let handle: asyncore::MapHandle = handle.recv().unwrap();
-    let dispatch = captured.dispatch();
+    let dispatch = captured.dispatch(tracing::Level::WARN);
     let asker = std::thread::spawn(move || {
         tracing::dispatcher::with_default(&dispatch, || {
             block_on(async {
@@ -673,4 +637,56 @@ fn a_request_to_a_map_nobody_runs_is_loud() {
     go.send(()).unwrap();
     assert_eq!(asker.join().unwrap(), 0);
     map_thread.join().unwrap().unwrap();
+}
+
+/// With the audit turned off, a stale `Own` channel is left alone (no wake, no warning) until
+/// `Map::wake`; turned on again with a short interval, the audit finds the next one.
+#[test]
+fn the_audit_can_be_turned_off_and_on() {
+    let captured = Captured::default();
+    tracing::dispatcher::with_default(&captured.dispatch(tracing::Level::WARN), || {
+        block_on(async {
+            let (channel, peer) = util::socket_pair();
+            peer.set_nonblocking(true).unwrap();
+            let map = Map::new();
+            map.set_interest_audit(None);
+            let pending = Rc::new(RefCell::new(BytesMut::new()));
+            let writer = Writer {
+                pending: pending.clone(),
+                scope: InterestScope::Own,
+                asked: Rc::default(),
+            };
+            let id = map.add(channel, writer).unwrap();
+            // Let the writer wait with nothing to write, then change its state behind its back.
+            let settle = map.run_until(tokio::time::sleep(Duration::from_millis(50)));
+            settle.await.unwrap();
+            pending.borrow_mut().extend_from_slice(b"one");
+            // Longer than the default audit interval: nothing rescues it.
+            let quiet = map.run_until(tokio::time::sleep(Duration::from_millis(1500)));
+            quiet.await.unwrap();
+            let mut byte = [0; 8];
+            let read = (&peer).read(&mut byte);
+            assert!(read.is_err(), "the stale channel wrote: {read:?}");
+            assert!(!captured.text().contains("stale interest"));
+            // An audit every 20 ms finds it.
+            map.set_interest_audit(Some(Duration::from_millis(20)));
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                let step = map.run_until(tokio::time::sleep(Duration::from_millis(10)));
+                step.await.unwrap();
+                match (&peer).read(&mut byte) {
+                    Ok(n) => got.extend_from_slice(&byte[..n]),
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+            }
+            assert_eq!(got, b"one");
+            assert!(
+                captured.text().contains("stale interest"),
+                "{}",
+                captured.text()
+            );
+            assert!(map.wake(id));
+            map.close_all();
+        })
+    });
 }

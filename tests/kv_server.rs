@@ -216,3 +216,115 @@ fn many_clients_at_once() {
 fn errors_are_one_line() {
     assert_server_errors_are_one_line("kv_server");
 }
+
+/// The server's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss(server: &Program) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A watcher that never reads cannot make the server grow: its notifications are bounded
+/// (256 KiB for it, 16 MiB for all watchers), the writer is slowed meanwhile, and after the
+/// stall timeout the watcher is dropped and the writer goes on at full speed. 160 MB of
+/// notifications leave the server's peak memory far below that.
+#[test]
+fn a_watcher_that_never_reads_is_bounded_then_dropped() {
+    let mut command = Command::new(example("kv_server"));
+    command.args(["127.0.0.1:0", "--stall-timeout", "1"]);
+    let server = Program::start(command);
+    let mut watcher = Client::connect(server.address);
+    assert_eq!(watcher.ask("WATCH big"), "WATCHING big");
+    let before = peak_rss(&server);
+    const SETS: usize = 20_000;
+    let value = "v".repeat(8 * 1024);
+    let mut writer = Client::connect(server.address);
+    let answers = {
+        let mut reader = writer.reader.get_ref().try_clone().unwrap();
+        std::thread::spawn(move || {
+            // Every answer, however slowly they come (each read bounded by LIMIT).
+            let mut reader = BufReader::new(&mut reader);
+            let mut line = String::new();
+            (0..SETS).all(|_| {
+                line.clear();
+                reader.read_line(&mut line).is_ok() && line == "OK\n"
+            })
+        })
+    };
+    let script = format!("SET big {value}\n").repeat(SETS);
+    writer.send(script.as_bytes());
+    assert!(
+        answers.join().unwrap(),
+        "the writer did not get all its answers"
+    );
+    let peak = peak_rss(&server);
+    assert!(
+        peak < before + 64 * 1024 * 1024,
+        "the server grew from {before} to {peak} bytes"
+    );
+    // The watcher was dropped: what it was sent, then the end of the connection.
+    let mut rest = Vec::new();
+    let _ = watcher.reader.read_to_end(&mut rest);
+    assert!(
+        rest.len() < SETS * value.len(),
+        "the watcher was not dropped"
+    );
+    // The store goes on: another watcher hears the next change.
+    let mut second = Client::connect(server.address);
+    assert_eq!(second.ask("WATCH big"), "WATCHING big");
+    assert_eq!(writer.ask("SET big small"), "OK");
+    assert_eq!(second.line(), "CHANGED big small");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// A watcher that reads slowly but steadily is never dropped, and hears every change in order.
+#[test]
+fn a_slow_watcher_hears_every_change() {
+    let mut command = Command::new(example("kv_server"));
+    command.args(["127.0.0.1:0", "--stall-timeout", "2"]);
+    let server = Program::start(command);
+    let mut watcher = Client::connect(server.address);
+    assert_eq!(watcher.ask("WATCH n"), "WATCHING n");
+    let mut writer = Client::connect(server.address);
+    const SETS: usize = 2_000;
+    let pad = "p".repeat(1000);
+    let burst: String = (0..SETS).map(|i| format!("SET n {i} {pad}\n")).collect();
+    let answers = {
+        let mut reader = writer.reader.get_ref().try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(&mut reader);
+            let mut line = String::new();
+            (0..SETS).all(|_| {
+                line.clear();
+                reader.read_line(&mut line).is_ok() && line == "OK\n"
+            })
+        })
+    };
+    writer.send(burst.as_bytes());
+    for i in 0..SETS {
+        if i % 100 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5)); // a slow reader
+        }
+        assert_eq!(watcher.line(), format!("CHANGED n {i} {pad}"));
+    }
+    assert!(answers.join().unwrap());
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{status:?} {stderr}");
+}
+
+/// An unknown option and a bad stall timeout: one line on stderr, non-zero exit.
+#[test]
+fn option_errors_are_one_line() {
+    use util::programs::assert_fails_in_one_line;
+    assert_fails_in_one_line("kv_server", &["--bogus"], "unknown option \"--bogus\"");
+    assert_fails_in_one_line(
+        "kv_server",
+        &["--stall-timeout", "never"],
+        "invalid --stall-timeout \"never\"",
+    );
+}

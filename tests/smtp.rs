@@ -16,10 +16,18 @@ const END: &str = "------------ END MESSAGE ------------";
 const SIZE_LIMIT: usize = 33_554_432;
 
 fn smtp_server(address: &str) -> Program {
+    smtp_server_with(&[address])
+}
+
+/// The server started with `args` (options and the address).
+fn smtp_server_with(args: &[&str]) -> Program {
     let mut command = Command::new(example("smtp_server"));
-    command.arg(address);
+    command.args(args);
     Program::start(command)
 }
+
+/// The reply to a timed-out connection.
+const TIMEOUT_REPLY: &str = "421 [127.0.0.1] Error: timeout exceeded";
 
 /// A raw SMTP client: send lines, read replies (multi-line replies whole).
 struct Client {
@@ -119,8 +127,9 @@ fn peak_memory_kib(server: &Program) -> u64 {
 }
 
 /// A whole ESMTP conversation: EHLO's extensions, a transaction with two recipients and a
-/// dot-stuffed body, the message on stdout with smtpd's framing, then RSET, NOOP, VRFY, HELP
-/// and QUIT, after which the server closes the connection.
+/// dot-stuffed body, the message on stdout with smtpd's framing (the message alone: the MAIL
+/// parameter `SIZE=120` is not printed in the block), then RSET, NOOP, VRFY, HELP and QUIT,
+/// after which the server closes the connection.
 #[test]
 fn scripted_session() {
     let server = smtp_server("127.0.0.1:0");
@@ -150,7 +159,6 @@ fn scripted_session() {
     assert_eq!(
         next_message(&server),
         [
-            "mail options: ['SIZE=120']",
             "From: alice",
             "Subject: dots",
             "X-Peer: 127.0.0.1",
@@ -197,7 +205,7 @@ fn bad_commands_and_bad_order() {
         ("HELO", "501 Syntax: HELO hostname"),
         ("EHLO", "501 Syntax: EHLO hostname"),
         ("HELO client", "250 [127.0.0.1]"),
-        ("EHLO client", "503 Duplicate HELO/EHLO"),
+        ("HELO again", "250 [127.0.0.1]"), // RFC 5321 4.1.4 (smtpd: 503 Duplicate HELO/EHLO)
         (&long_mail, "500 Error: line too long"), // 26 more bytes for MAIL only after EHLO
         ("NOOP now", "501 Syntax: NOOP"),
         ("RSET now", "501 Syntax: RSET"),
@@ -476,8 +484,9 @@ fn python_smtplib() -> bool {
 }
 
 /// Python's smtplib as the client: `sendmail` after EHLO (with SIZE), a body with leading dots,
-/// 8-bit text and CRLFs, shown byte for byte after unstuffing; `with SMTP(...)` needs QUIT's
-/// 221; an oversized message is refused at MAIL with 552; an empty message works.
+/// 8-bit text and CRLFs, shown byte for byte after unstuffing, and nothing else in the block
+/// (smtpd adds `mail options: ['SIZE=N']`); `with SMTP(...)` needs QUIT's 221; an oversized
+/// message is refused at MAIL with 552; an empty message works.
 #[test]
 fn smtplib_client() {
     if !python_smtplib() {
@@ -497,17 +506,15 @@ with smtplib.SMTP(host, int(port), timeout=10) as smtp:
         sys.exit("an oversized message was accepted")
     except smtplib.SMTPSenderRefused as e:
         assert e.smtp_code == 552, e
-print(len(body))
 "#;
     let mut command = Command::new("python3");
     command.args(["-c", script, &server.address.to_string()]);
-    let (status, stdout, stderr) = run(command);
+    let (status, _, stderr) = run(command);
     assert!(status.success(), "{stderr}");
-    let size = String::from_utf8(stdout).unwrap();
+    // smtplib sent `SIZE=N` with MAIL; the block is still the message and nothing else.
     assert_eq!(
         next_message(&server),
         [
-            &format!("mail options: ['SIZE={}']", size.trim()),
             "From: alice@example.org",
             "Subject: smtplib",
             "X-Peer: 127.0.0.1",
@@ -519,7 +526,7 @@ print(len(body))
             "last",
         ]
     );
-    assert_eq!(next_message(&server), ["mail options: ['SIZE=0']"]);
+    assert_eq!(next_message(&server), Vec::<String>::new());
     let (status, stderr) = server.stop("TERM");
     assert!(status.success() && stderr.is_empty(), "{stderr}");
 }
@@ -630,4 +637,448 @@ fn concurrent_clients_get_whole_messages() {
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..CLIENTS).collect::<Vec<_>>());
+}
+
+/// Runs `script` with `python3 -c`, the server's address as its argument; fails the test with
+/// the script's stderr if it fails.
+fn smtplib_script(server: &Program, script: &str) {
+    let mut command = Command::new("python3");
+    command.args(["-c", script, &server.address.to_string()]);
+    let (status, _, stderr) = run(command);
+    assert!(status.success(), "{stderr}");
+}
+
+/// RFC 5321 4.1.4: a client may greet again, and a repeated `EHLO` or `HELO` is answered `250`
+/// and resets the transaction as `RSET` does (smtpd answers `503 Duplicate HELO/EHLO`). The
+/// new greeting decides the mode: `EHLO` turns the extensions on, `HELO` off.
+#[test]
+fn repeated_greeting_resets_the_transaction() {
+    let server = smtp_server("127.0.0.1:0");
+    let mut client = Client::connect(server.address);
+    let long_mail = format!("MAIL FROM:<{}@example.org>", "a".repeat(510));
+    assert_eq!(client.command("HELO one"), "250 [127.0.0.1]");
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    client.send(b"EHLO two\r\n");
+    assert_eq!(
+        client.reply(),
+        [
+            "250-[127.0.0.1]".to_string(),
+            format!("250-SIZE {SIZE_LIMIT}"),
+            "250-8BITMIME".into(),
+            "250 HELP".into(),
+        ]
+    );
+    assert_eq!(client.command("DATA"), "503 Error: need RCPT command");
+    assert_eq!(
+        client.command("RCPT TO:<c@d>"),
+        "503 Error: need MAIL command"
+    );
+    // Extended now: parameters and the longer MAIL line.
+    assert_eq!(client.command("MAIL FROM:<a@b> SIZE=10"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    assert_eq!(client.command("EHLO three"), "250 HELP");
+    assert_eq!(client.command(&long_mail), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    // HELO: a transaction reset and no more extensions.
+    assert_eq!(client.command("HELO four"), "250 [127.0.0.1]");
+    assert_eq!(
+        client.command("RCPT TO:<c@d>"),
+        "503 Error: need MAIL command"
+    );
+    assert_eq!(
+        client.command("MAIL FROM:<a@b> SIZE=10"),
+        "501 Syntax: MAIL FROM: <address>"
+    );
+    assert_eq!(client.command(&long_mail), "500 Error: line too long");
+    // A whole transaction after all that, then a greeting after a delivered message.
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    client.send(b"EHLO is just a line here\r\n.\r\n");
+    assert_eq!(client.reply(), ["250 OK"]);
+    assert_eq!(next_message(&server), ["EHLO is just a line here"]);
+    assert_eq!(client.command("EHLO five"), "250 HELP");
+    assert_eq!(client.command("HELO"), "501 Syntax: HELO hostname");
+    assert_eq!(client.command("QUIT"), "221 Bye");
+    assert_eq!(client.rest(), b"");
+}
+
+/// The same with smtplib, which greets again on its own (after STARTTLS, or when asked):
+/// `ehlo()` and `helo()` after a greeting get 250, a repeated `ehlo()` in the middle of a
+/// transaction cancels it (DATA is refused), and `sendmail` works afterwards.
+#[test]
+fn smtplib_greets_again() {
+    if !python_smtplib() {
+        eprintln!("skipped: python3 with smtplib is not available");
+        return;
+    }
+    let server = smtp_server("127.0.0.1:0");
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+    assert smtp.ehlo()[0] == 250
+    code, reply = smtp.ehlo()
+    assert code == 250, (code, reply)
+    assert smtp.does_esmtp and smtp.has_extn("size"), smtp.esmtp_features
+    assert smtp.helo()[0] == 250
+    assert smtp.ehlo()[0] == 250
+    assert smtp.mail("alice@example.org")[0] == 250
+    assert smtp.rcpt("bob@example.org")[0] == 250
+    assert smtp.ehlo()[0] == 250
+    try:
+        smtp.data(b"Subject: lost\r\n\r\nnever delivered\r\n")
+        sys.exit("DATA was accepted after a repeated EHLO")
+    except smtplib.SMTPDataError as e:
+        assert e.smtp_code == 503, e
+    assert smtp.sendmail("alice@example.org", ["bob@example.org"], b"Subject: again\r\n\r\nhello\r\n") == {}
+"#;
+    smtplib_script(&server, script);
+    assert_eq!(
+        next_message(&server),
+        ["Subject: again", "X-Peer: 127.0.0.1", "", "hello"]
+    );
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+}
+
+/// The MAIL parameters stay out of the printed block; they are in the `message accepted` log
+/// event on stderr when `RUST_LOG` asks for it.
+#[test]
+fn mail_parameters_go_to_the_log() {
+    if !python_smtplib() {
+        eprintln!("skipped: python3 with smtplib is not available");
+        return;
+    }
+    let mut command = Command::new(example("smtp_server"));
+    command
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", "smtp_server=info");
+    let server = Program::start(command);
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+    assert smtp.sendmail("alice@example.org", ["bob@example.org"], b"Subject: s\r\n\r\nbody\r\n", mail_options=["BODY=8BITMIME"]) == {}
+"#;
+    smtplib_script(&server, script);
+    assert_eq!(
+        next_message(&server),
+        ["Subject: s", "X-Peer: 127.0.0.1", "", "body"]
+    );
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    let logged = stderr
+        .lines()
+        .find(|line| line.contains("message accepted"))
+        .unwrap_or_else(|| panic!("no `message accepted` event: {stderr}"));
+    assert!(
+        logged.contains("SIZE=") && logged.contains("BODY=8BITMIME"),
+        "{logged}"
+    );
+}
+
+/// The command timeout (RFC 5321 4.5.3.2.7): a client that says nothing after the greeting, or
+/// sends half a command and stops, gets `421` and the connection is closed. Bytes of an
+/// unfinished command do not restart the clock: the client has the timeout for a whole command.
+#[test]
+fn command_timeout() {
+    let server = smtp_server_with(&["--command-timeout", "1", "127.0.0.1:0"]);
+    let mut idle = Client::connect(server.address);
+    let mut half = Client::connect(server.address);
+    assert_eq!(half.command("HELO half"), "250 [127.0.0.1]");
+    half.send(b"MAIL FROM:<a@");
+    assert_eq!(idle.reply(), [TIMEOUT_REPLY]);
+    assert_eq!(idle.rest(), b"");
+    assert_eq!(half.reply(), [TIMEOUT_REPLY]);
+    assert_eq!(half.rest(), b"");
+    // The server goes on.
+    let mut next = Client::connect(server.address);
+    assert_eq!(next.command("HELO next"), "250 [127.0.0.1]");
+    assert_eq!(next.command("QUIT"), "221 Bye");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+}
+
+/// A client that keeps sending one endless command line, a byte every 20 ms (slowloris
+/// trickling): bytes of an unfinished line do not restart the command timeout, so it gets `421`
+/// all the same, then the end of the connection, also when it goes on sending.
+#[test]
+fn a_trickling_client_gets_its_421() {
+    use std::time::{Duration, Instant};
+    let server = smtp_server_with(&["--command-timeout", "1", "127.0.0.1:0"]);
+    let mut client = Client::connect(server.address);
+    let stream = client.reader.get_ref().try_clone().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let mut byte = [0; 1];
+    // A byte every 20 ms, until the reply is there.
+    while stream.peek(&mut byte).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no reply to the trickling client"
+        );
+        client.send(b"x");
+    }
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    assert_eq!(client.reply(), [TIMEOUT_REPLY]);
+    // Then the end of the connection. A byte the client trickled after the server closed makes
+    // the server's kernel answer with a reset, which may arrive in place of the end of file:
+    // either is the end, but nothing else may come.
+    let mut rest = Vec::new();
+    match client.reader.read_to_end(&mut rest) {
+        Ok(_) => assert_eq!(rest, b""),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// The data timeout: in the middle of a message the client has the data timeout (not the
+/// command timeout) for each piece of the message. Silence gets `421` and a close, and nothing
+/// is printed for the unfinished message.
+#[test]
+fn data_timeout() {
+    let server = smtp_server_with(&[
+        "--command-timeout",
+        "60",
+        "--data-timeout",
+        "1",
+        "127.0.0.1:0",
+    ]);
+    let mut client = Client::connect(server.address);
+    assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    client.send(b"Subject: unfinished\r\n\r\nhalf a li");
+    assert_eq!(client.reply(), [TIMEOUT_REPLY]);
+    assert_eq!(client.rest(), b"");
+    // The next message is the next one printed.
+    let mut client = Client::connect(server.address);
+    client.send(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecond\r\n.\r\nQUIT\r\n");
+    let replies = String::from_utf8(client.rest()).unwrap();
+    assert!(replies.ends_with("250 OK\r\n221 Bye\r\n"), "{replies}");
+    assert_eq!(next_message(&server), ["second"]);
+}
+
+/// Each timeout applies in its own state: a message may take longer than the command timeout
+/// and the data timeout, as long as its pieces (not only its lines) come within the data
+/// timeout of each other, and after the message the command timeout is back.
+///
+/// The pauses here are what is tested (a pause past the command timeout, pieces well within
+/// the data timeout), not waits for the server; a slow machine lengthens neither timeout.
+#[test]
+fn each_state_has_its_timeout() {
+    use std::time::Duration;
+    let server = smtp_server_with(&[
+        "--command-timeout",
+        "1",
+        "--data-timeout",
+        "4",
+        "127.0.0.1:0",
+    ]);
+    let mut client = Client::connect(server.address);
+    assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
+    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
+    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
+    assert_eq!(
+        client.command("DATA"),
+        "354 End data with <CR><LF>.<CR><LF>"
+    );
+    std::thread::sleep(Duration::from_secs(2)); // twice the command timeout
+                                                // One line that takes 5 s to arrive (longer than the data timeout), in pieces 0.2 s
+                                                // apart: the pieces, not only whole lines, keep the message alive.
+    client.send(b"Subject: slow\r\n\r\n");
+    let line: String = (0..25).map(|i| format!("piece {i:02}, ")).collect();
+    for piece in line.as_bytes().chunks(10) {
+        client.send(piece);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    client.send(b"\r\n.\r\n");
+    assert_eq!(client.reply(), ["250 OK"]);
+    assert_eq!(
+        next_message(&server),
+        ["Subject: slow", "X-Peer: 127.0.0.1", "", &line]
+    );
+    // Back in the command state: the command timeout.
+    assert_eq!(client.reply(), [TIMEOUT_REPLY]);
+    assert_eq!(client.rest(), b"");
+}
+
+/// A client that sends commands and never reads the replies: the server stops reading, the
+/// command timeout passes, and the `421` it queues cannot be sent either. The server then
+/// closes the connection anyway (after at most the command timeout again), so such a client
+/// cannot hold a connection for ever.
+#[test]
+fn a_client_that_never_reads_is_closed() {
+    use std::io::ErrorKind;
+    use std::time::{Duration, Instant};
+    let server = smtp_server_with(&["--command-timeout", "1", "127.0.0.1:0"]);
+    // A small receive buffer, so that the replies back up after little input.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+        .connect_timeout(&server.address.into(), LIMIT)
+        .unwrap();
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut client = Client {
+        reader: BufReader::new(stream),
+    };
+    assert!(client.reply()[0].starts_with("220 "));
+    client.command("HELO client");
+    let mut writer = client.reader.get_ref().try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = b"NOOP\r\n".repeat(10_000);
+    // Write until the server stops reading (a write makes no progress), then on until it
+    // closes the connection.
+    let mut deadline = Instant::now() + LIMIT;
+    let mut stalled = false;
+    let closed = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            if stalled {
+                "the server kept a connection that does not read"
+            } else {
+                "the server did not stop reading"
+            }
+        );
+        match writer.write(&chunk) {
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if !stalled {
+                    stalled = true;
+                    deadline = Instant::now() + LIMIT;
+                }
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            closed.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        ),
+        "{closed}"
+    );
+    let mut next = Client::connect(server.address);
+    assert_eq!(next.command("NOOP"), "250 OK");
+}
+
+/// Slowloris: 500 connections that each send half a command and stop. While they hang, a
+/// normal smtplib client is served; when their command timeout is up, each gets `421` and is
+/// closed, and the server goes on.
+///
+/// The hanging connections must not be answered before their timeout: that is checked when
+/// the smtplib client finished within the timeout (it does unless the machine is very slow;
+/// otherwise the check is skipped with a note, as it would prove nothing).
+#[test]
+fn slowloris() {
+    use std::time::{Duration, Instant};
+    const HANGING: usize = 500;
+    const TIMEOUT: Duration = Duration::from_secs(4);
+    if !python_smtplib() {
+        eprintln!("skipped: python3 with smtplib is not available");
+        return;
+    }
+    let server = smtp_server_with(&["--command-timeout", "4", "127.0.0.1:0"]);
+    // No deadline of theirs can pass before TIMEOUT after this instant.
+    let started = Instant::now();
+    let mut hanging: Vec<Client> = (0..HANGING)
+        .map(|i| {
+            let mut client = Client::connect(server.address);
+            client.send(format!("MAIL FROM:<slow{i}@").as_bytes());
+            client
+        })
+        .collect();
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+with smtplib.SMTP(host, int(port), timeout=10) as smtp:
+    assert smtp.sendmail("alice@example.org", ["bob@example.org"], b"Subject: served\r\n\r\nwhile they hang\r\n") == {}
+"#;
+    smtplib_script(&server, script);
+    assert_eq!(
+        next_message(&server),
+        [
+            "Subject: served",
+            "X-Peer: 127.0.0.1",
+            "",
+            "while they hang"
+        ]
+    );
+    // Nothing for the hanging connections yet (if this is still before their timeout).
+    let answered_early = hanging
+        .iter()
+        .filter(|client| {
+            let stream = client.reader.get_ref();
+            stream.set_nonblocking(true).unwrap();
+            let mut byte = [0; 1];
+            let answered = !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            stream.set_nonblocking(false).unwrap();
+            answered
+        })
+        .count();
+    if started.elapsed() < TIMEOUT {
+        assert_eq!(
+            answered_early, 0,
+            "hanging connections answered before their timeout"
+        );
+    } else {
+        eprintln!(
+            "note: the smtplib client took longer than the timeout; early replies not checked"
+        );
+    }
+    // Then every one of them gets 421 and the close.
+    for client in hanging.drain(..) {
+        let mut client = client;
+        assert_eq!(client.reply(), [TIMEOUT_REPLY]);
+        assert_eq!(client.rest(), b"");
+    }
+    let mut next = Client::connect(server.address);
+    assert_eq!(next.command("HELO after"), "250 [127.0.0.1]");
+    drop(next);
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+}
+
+/// Options: an unknown one, a missing or bad value, a timeout out of range: one stderr line.
+#[test]
+fn bad_options_are_one_line() {
+    for (args, expect) in [
+        (&["--frob"][..], "unknown option \"--frob\""),
+        (&["-x", "127.0.0.1:0"], "unknown option \"-x\""),
+        (&["--command-timeout"], "--command-timeout needs a value"),
+        (
+            &["--data-timeout", "soon"],
+            "invalid --data-timeout \"soon\"",
+        ),
+        (
+            &["--command-timeout", "0"],
+            "invalid --command-timeout \"0\"",
+        ),
+        (
+            &["--command-timeout=-1"],
+            "invalid --command-timeout \"-1\"",
+        ),
+        (&["--data-timeout", "NaN"], "invalid --data-timeout \"NaN\""),
+        (&["--data-timeout", "1e9"], "invalid --data-timeout \"1e9\""),
+        (
+            &["127.0.0.1:0", "--data-timeout", "1", "extra"],
+            "unexpected argument",
+        ),
+    ] {
+        util::programs::assert_fails_in_one_line("smtp_server", args, expect);
+    }
 }

@@ -231,17 +231,27 @@ pub(crate) async fn idle_memory(server: &Server, conns: usize) -> io::Result<f64
     Ok(after.saturating_sub(before) as f64 / conns as f64)
 }
 
+/// The instructions per second `server` spends while no connection sends anything: callgrind
+/// counters zeroed, `window` of silence, counters dumped.
+pub(crate) fn background(server: &Server, window: Duration) -> io::Result<f64> {
+    server.callgrind("-z")?;
+    let start = Instant::now();
+    std::thread::sleep(window);
+    let instructions = server.callgrind_dump()?;
+    Ok(instructions as f64 / start.elapsed().as_secs_f64())
+}
+
 /// One counted window: every connection (or worker) does `warmup` rounds, the counters are
 /// zeroed, every connection does `measured` rounds (each followed by `pause`, if any), the
-/// counters are dumped. Returns the messages (connections) of the window and the instructions
-/// the server spent on them.
+/// counters are dumped. Returns the messages (connections) of the window, the instructions
+/// the server spent on them, and how long the window lasted.
 pub(crate) async fn counted(
     server: &Server,
     point: Point,
     warmup: usize,
     measured: usize,
     pause: Option<Duration>,
-) -> io::Result<(usize, u64)> {
+) -> io::Result<(usize, u64, Duration)> {
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
@@ -286,13 +296,15 @@ pub(crate) async fn counted(
             };
             wait("zeroing").await?;
             server.callgrind("-z")?;
+            let start = Instant::now();
             wait("measuring").await?;
             wait("dumping").await?;
             let instructions = server.callgrind_dump()?;
+            let window = start.elapsed();
             for task in tasks {
                 task.await.map_err(io::Error::other)??;
             }
-            Ok((conns * measured, instructions))
+            Ok((conns * measured, instructions, window))
         })
         .await
 }

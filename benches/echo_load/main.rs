@@ -7,6 +7,8 @@
 //! cargo bench --bench echo_load -- callgrind    # user-space instructions per message
 //! cargo bench --bench echo_load -- c64 connect  # only the points whose names contain these
 //! cargo bench --bench echo_load -- callgrind unpaced  # C=1 without the pause (see below)
+//! cargo bench --bench echo_load -- callgrind idle10k  # only the idle-channel points
+//! cargo bench --bench echo_load -- callgrind idle10k python  # ... with Python under callgrind
 //! ```
 //!
 //! What runs where: the two servers are child processes (the release builds of the examples,
@@ -22,7 +24,14 @@
 //! one 64 B message, half-close and wait for the server's close. C=1 points pin the server
 //! and the generator to CPU 0 (`taskset`): unpinned, waking the other vCPU dominates.
 //! The idle point opens 4000 connections (1000 in quick mode) to a fresh server, echoes once on
-//! each, and reports the growth of the server's VmRSS per connection.
+//! each, and reports the growth of the server's VmRSS per connection, for `echo_server` with
+//! `InterestScope::Own` (its default) and `Shared` (`--interest-scope shared`) and the native
+//! server.
+//!
+//! The idle-channel points (`idle10k`, module `idle_channels`) measure what a server pays per
+//! message for channels that do nothing: C=1 64 B alone, then with 10,000 silent connections
+//! held open, on `echo_server` (`Own`), `echo_server --interest-scope shared`, the native
+//! server and (wall clock; callgrind with `python`) Python's asyncore echo server.
 //!
 //! The callgrind mode runs both servers under `valgrind --tool=callgrind`, zeroes the counters
 //! (`callgrind_control -z`) when the window opens, dumps them (`-d`) when it closes, and divides
@@ -38,6 +47,8 @@
 //! 64 KiB moves between about 1000 and 1800 instructions from run to run.
 
 mod generator;
+mod idle_channels;
+mod idle_holder;
 mod server;
 mod table;
 
@@ -46,10 +57,11 @@ use std::io;
 use std::time::Duration;
 
 use generator::{counted, idle_memory, timed, Sample};
-use server::{pin, Server};
+use server::{pin, Callgrind, Server, Spec, ECHO, ECHO_SHARED, NATIVE};
 use table::{median, Table};
 
-const SERVERS: [&str; 2] = ["echo_server", "native_echo_server"];
+/// The servers of the main tables: the crate's, then the native baseline.
+const SERVERS: [Spec; 2] = [ECHO, NATIVE];
 /// Every wait on a child process or a connection is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -58,18 +70,38 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if args.first().map(String::as_str) == Some(idle_holder::COMMAND) {
+        if let Err(e) = idle_holder::main(&args[1..]) {
+            eprintln!("echo_load {}: {e}", idle_holder::COMMAND);
+            std::process::exit(1);
+        }
+        return;
+    }
     let quick = args.iter().any(|a| a == "quick") || std::env::var_os("ECHO_LOAD_QUICK").is_some();
     let callgrind = args.iter().any(|a| a == "callgrind");
     let filters: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| !matches!(*a, "quick" | "callgrind" | "unpaced"))
+        .filter(|a| !matches!(*a, "quick" | "callgrind" | "unpaced" | "python"))
         .collect();
     let result = if callgrind {
         let paced = !args.iter().any(|a| a == "unpaced");
-        instructions(quick, paced, &filters)
+        let python = args.iter().any(|a| a == "python");
+        instructions(quick, paced, &filters).and_then(|()| {
+            if wanted("idle10k", &filters) {
+                idle_channels::instructions(quick, paced, python)
+            } else {
+                Ok(())
+            }
+        })
     } else {
-        load(quick, &filters)
+        load(quick, &filters).and_then(|()| {
+            if wanted("idle10k", &filters) {
+                idle_channels::wall_clock(quick)
+            } else {
+                Ok(())
+            }
+        })
     };
     if let Err(e) = result {
         eprintln!("echo_load: {e}");
@@ -114,6 +146,12 @@ fn selected(point: &Point, filters: &[&str]) -> bool {
     filters.is_empty() || filters.iter().any(|f| name.contains(f))
 }
 
+/// Whether a section that is not a point of the main table (`idle`, `idle10k`) runs: with no
+/// filter, or when named exactly.
+fn wanted(section: &str, filters: &[&str]) -> bool {
+    filters.is_empty() || filters.contains(&section)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Wall-clock mode: throughput, latency, CPU per message, memory per idle connection
 
@@ -134,16 +172,20 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
         }
     }
     points.push(Point::Connect { workers: 8 });
+    points.retain(|p| selected(p, filters));
+    if points.is_empty() && !wanted("idle", filters) {
+        return Ok(()); // only other sections were asked for
+    }
     let runtime = runtime()?;
     let servers: Vec<Server> = SERVERS
         .iter()
-        .map(|name| Server::start(name, None))
+        .map(|spec| Server::start(spec, None))
         .collect::<io::Result<_>>()?;
     let mut table = Table::new(&format!(
         "echo_load: {rounds} round(s), {window:?} window after {warmup:?} warm-up, medians; \
          ratio = crate / native"
     ));
-    for point in points.iter().filter(|p| selected(p, filters)) {
+    for point in &points {
         pin_all(point, &servers, "0")?;
         let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..rounds {
@@ -158,20 +200,21 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
     for server in servers {
         server.stop()?;
     }
-    if filters.is_empty() || filters.contains(&"idle") {
+    if wanted("idle", filters) {
         // RSS moves in pages and with the allocator's bins: many connections, fresh servers,
         // several rounds.
         let conns = if quick { 1000 } else { 4000 };
-        let mut per_conn = [Vec::new(), Vec::new()];
+        let specs = [ECHO, ECHO_SHARED, NATIVE];
+        let mut per_conn = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..rounds {
-            for (i, name) in SERVERS.into_iter().enumerate() {
-                let server = Server::start(name, None)?;
+            for (i, spec) in specs.iter().enumerate() {
+                let server = Server::start(spec, None)?;
                 let bytes = runtime.block_on(idle_memory(&server, conns))?;
                 server.stop()?;
                 per_conn[i].push(bytes);
             }
         }
-        table.idle(conns, median(&per_conn[0]), median(&per_conn[1]));
+        table.idle(conns, per_conn.map(|v| median(&v)));
     }
     print!("{}", table.text);
     Ok(())
@@ -197,7 +240,8 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
     // (point, warm-up rounds per connection, measured rounds per connection): every echo point
     // of the wall-clock table, with fewer rounds for 64 KiB messages (valgrind is slow).
     let mut points = Vec::new();
-    for (conns, warm_up, measured) in [(1, 200, 1000), (64, 20, 50), (1000, 3, 5)] {
+    let (c1_warm_up, c1_measured) = C1_CALLGRIND_ROUNDS;
+    for (conns, warm_up, measured) in [(1, c1_warm_up, c1_measured), (64, 20, 50), (1000, 3, 5)] {
         for size in [64, 4096, 64 * 1024] {
             let cut = if size == 64 * 1024 { 10 } else { 1 };
             points.push((
@@ -208,13 +252,23 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
         }
     }
     points.push((Point::Connect { workers: 8 }, 20, 50 * scale));
+    points.retain(|(p, ..)| selected(p, filters));
+    if points.is_empty() {
+        return Ok(()); // only other sections were asked for
+    }
     let rounds = if quick { 1 } else { 2 };
     let runtime = runtime()?;
     let out = std::env::temp_dir().join(format!("echo_load_callgrind.{}", std::process::id()));
     std::fs::create_dir_all(&out)?;
     let servers: Vec<Server> = SERVERS
         .iter()
-        .map(|name| Server::start(name, Some(&out)))
+        .map(|spec| {
+            let callgrind = Callgrind {
+                dir: &out,
+                counting: true,
+            };
+            Server::start(spec, Some(callgrind))
+        })
         .collect::<io::Result<_>>()?;
     let pace = if paced {
         format!("a {PAUSE:?} pause after each echo")
@@ -226,14 +280,14 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
          connection), {rounds} round(s), C=1 with {pace}; ratio = crate / native\n\n\
          | point | messages | echo_server | native_echo_server | ratio |\n|---|---|---|---|---|\n"
     );
-    for (point, warmup, measured) in points.iter().filter(|(p, ..)| selected(p, filters)) {
+    for (point, warmup, measured) in &points {
         pin_all(point, &servers, "0")?;
         let pause = (paced && point.pinned()).then_some(PAUSE);
         let mut per_message = [Vec::new(), Vec::new()];
         let mut messages = 0;
         for _ in 0..rounds {
             for (i, server) in servers.iter().enumerate() {
-                let (n, instructions) =
+                let (n, instructions, _) =
                     runtime.block_on(counted(server, *point, *warmup, *measured, pause))?;
                 messages = n;
                 per_message[i].push(instructions as f64 / n as f64);
@@ -260,6 +314,9 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
     print!("{text}");
     Ok(())
 }
+
+/// The callgrind mode's C=1 64 B point: warm-up and measured rounds of its one connection.
+const C1_CALLGRIND_ROUNDS: (usize, usize) = (200, 1000);
 
 /// Pins this process and the servers to `cpus` for a point that runs on one CPU (C = 1);
 /// nothing for the others.

@@ -57,12 +57,14 @@ impl Table {
         );
     }
 
-    pub(crate) fn idle(&mut self, conns: usize, ours: f64, native: f64) {
+    /// RSS per idle connection of `echo_server` (`Own`), `echo_server --interest-scope shared`
+    /// and `native_echo_server`, in bytes.
+    pub(crate) fn idle(&mut self, conns: usize, [own, shared, native]: [f64; 3]) {
         let _ = writeln!(
             self.text,
-            "\nRSS per idle connection ({conns} open, one echo each): crate {ours:.0} B, native \
-             {native:.0} B, ratio {:.2}",
-            ours / native
+            "\nRSS per idle connection ({conns} open, one echo each): crate {own:.0} B (Own), \
+             {shared:.0} B (Shared), native {native:.0} B, ratio {:.2} (Own / native)",
+            own / native
         );
     }
 }

@@ -17,7 +17,8 @@ pub struct Message {
     pub mail_from: String,
     /// Every `RCPT TO` address, in order.
     pub rcpt_tos: Vec<String>,
-    /// The `MAIL` parameters, upper-cased (`SIZE=49`), smtpd's `mail_options`.
+    /// The `MAIL` parameters, upper-cased (`SIZE=49`), smtpd's `mail_options`. Not printed in
+    /// the block (see [`Message::write_to`]); the server logs them.
     pub mail_options: Vec<String>,
     /// The message after dot-unstuffing, its lines joined by `\n` (not `\r\n`), as smtpd's
     /// `received_data`.
@@ -25,9 +26,14 @@ pub struct Message {
 }
 
 impl Message {
-    /// Writes the message as `DebuggingServer.process_message` prints it: the markers, a
-    /// `mail options: [...]` line if there were any, then the lines of the message with an
-    /// `X-Peer: IP` header added before the first empty line (the end of the headers).
+    /// Writes the message as `DebuggingServer.process_message` prints it: the markers, and
+    /// between them the lines of the message with an `X-Peer: IP` header added before the
+    /// first empty line (the end of the headers), and nothing else.
+    ///
+    /// smtpd also prints `mail options: ['SIZE=49']` (a Python list) between the markers when
+    /// the client gave `MAIL` parameters, so what stands between the markers was not the
+    /// message. Here the block is the message; the parameters are in the server's `message
+    /// accepted` log event (on stderr with `RUST_LOG=smtp_server=info`).
     ///
     /// smtpd prints each line as a Python bytes literal (`b'Subject: hi'`) unless it decodes
     /// the data; here the lines are written as they are, byte for byte, so that what a client
@@ -35,10 +41,6 @@ impl Message {
     /// UTF-8 requirement). A message that is not UTF-8 is written unchanged too.
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
         writeln!(out, "{BEGIN}")?;
-        if !self.mail_options.is_empty() {
-            let quoted: Vec<String> = self.mail_options.iter().map(|o| format!("'{o}'")).collect();
-            writeln!(out, "mail options: [{}]", quoted.join(", "))?;
-        }
         if !self.data.is_empty() {
             let mut in_headers = true;
             for line in self.data.split(|&b| b == b'\n') {
@@ -72,12 +74,13 @@ mod tests {
     }
 
     #[test]
-    fn headers_get_x_peer() {
+    fn headers_get_x_peer_and_parameters_stay_out() {
         assert_eq!(
-            printed(b"From: a\nSubject: hi\n\nbody\n.dot", &["SIZE=30"]),
-            format!(
-                "{BEGIN}\nmail options: ['SIZE=30']\nFrom: a\nSubject: hi\nX-Peer: 127.0.0.1\n\nbody\n.dot\n{END}\n"
-            )
+            printed(
+                b"From: a\nSubject: hi\n\nbody\n.dot",
+                &["SIZE=30", "BODY=8BITMIME"]
+            ),
+            format!("{BEGIN}\nFrom: a\nSubject: hi\nX-Peer: 127.0.0.1\n\nbody\n.dot\n{END}\n")
         );
     }
 

@@ -26,7 +26,12 @@
 //! - what a reply echoes from the client (an unknown command, a `VRFY` argument) is escaped, so
 //!   a bare LF or a non-ASCII byte cannot end up raw in a reply;
 //! - the `MAIL` line limit grown by `EHLO` is the session's own (smtpd's was shared by every
-//!   connection).
+//!   connection);
+//! - a repeated `HELO` or `EHLO` is answered `250` and resets the transaction as `RSET` does
+//!   (RFC 5321 4.1.4; smtpd answered `503 Duplicate HELO/EHLO`), and the last greeting decides
+//!   whether the extensions apply (`EHLO`: `SIZE`, parameters, the longer `MAIL` line);
+//! - a client that lets a timeout pass gets [`Session::timed_out`]'s `421` (smtpd has no
+//!   timeouts; the transport keeps the clock).
 
 use std::net::IpAddr;
 
@@ -120,6 +125,26 @@ impl Session {
     pub fn shutting_down(&mut self) -> String {
         self.state = State::Quit;
         format!("421 {} Service closing transmission channel", self.hostname)
+    }
+
+    /// The `421` for a client that let a timeout pass (RFC 5321 4.5.3.2), after which nothing
+    /// more is answered.
+    ///
+    /// Without an enhanced status code (Postfix says `421 4.4.2 ...`): the server does not
+    /// advertise `ENHANCEDSTATUSCODES`, and RFC 2034 keeps such codes to servers that do.
+    pub fn timed_out(&mut self) -> String {
+        self.state = State::Quit;
+        format!("421 {} Error: timeout exceeded", self.hostname)
+    }
+
+    /// Whether a message is being received (after `354`, before its final `.`).
+    pub fn in_data(&self) -> bool {
+        self.state == State::Data
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
     }
 
     /// The record terminator: `\r\n` in both states (see the module docs).
@@ -226,33 +251,34 @@ impl Session {
         }
     }
 
+    /// `HELO`, also after a greeting: RFC 5321 4.1.4 makes a repeated `HELO`/`EHLO` a reset
+    /// (smtpd refused it with `503 Duplicate HELO/EHLO`). `HELO` turns the extensions off.
     fn helo(&mut self, arg: Option<&str>) -> Vec<Action> {
         let Some(host) = arg.filter(|a| !a.is_empty()) else {
             return reply("501 Syntax: HELO hostname");
         };
-        if self.seen_greeting.is_some() {
-            return reply("503 Duplicate HELO/EHLO");
-        }
-        self.reset_transaction();
-        self.seen_greeting = Some(host.to_string());
+        self.greet(host, false);
         reply(format!("250 {}", self.hostname))
     }
 
+    /// `EHLO`, also after a greeting (see [`helo`](Session::helo)).
     fn ehlo(&mut self, arg: Option<&str>) -> Vec<Action> {
         let Some(host) = arg.filter(|a| !a.is_empty()) else {
             return reply("501 Syntax: EHLO hostname");
         };
-        if self.seen_greeting.is_some() {
-            return reply("503 Duplicate HELO/EHLO");
-        }
-        self.reset_transaction();
-        self.seen_greeting = Some(host.to_string());
-        self.extended_smtp = true;
+        self.greet(host, true);
         let mut lines = vec![format!("250-{}", self.hostname)];
         lines.push(format!("250-SIZE {}", self.data_size_limit));
         lines.push("250-8BITMIME".into()); // the message is passed on as bytes, unchanged
         lines.push("250 HELP".into());
         lines.into_iter().map(Action::Reply).collect()
+    }
+
+    /// A greeting, first or not: a new session state, as after `RSET`, in the mode it asks for.
+    fn greet(&mut self, host: &str, extended: bool) {
+        self.reset_transaction();
+        self.seen_greeting = Some(host.to_string());
+        self.extended_smtp = extended;
     }
 
     fn help(&self, arg: Option<&str>) -> Vec<Action> {
@@ -484,7 +510,7 @@ mod tests {
         assert_eq!(last(&mut s, b"RCPT TO:<a@b>"), "503 Error: send HELO first");
         assert_eq!(last(&mut s, b"DATA"), "503 Error: send HELO first");
         assert_eq!(last(&mut s, b"helo client"), "250 [127.0.0.1]");
-        assert_eq!(last(&mut s, b"HELO client"), "503 Duplicate HELO/EHLO");
+        assert_eq!(last(&mut s, b"HELO client"), "250 [127.0.0.1]");
         assert_eq!(
             last(&mut s, b"RCPT TO:<a@b>"),
             "503 Error: need MAIL command"
@@ -676,6 +702,36 @@ mod tests {
             }
             assert_eq!(last(&mut s, b"NOOP"), "250 OK");
         }
+    }
+
+    #[test]
+    fn greeting_again_resets_the_transaction_and_sets_the_mode() {
+        let mut s = session();
+        for command in ["HELO a", "MAIL FROM:<a@b>", "RCPT TO:<c@d>"] {
+            assert!(last(&mut s, command.as_bytes()).starts_with("250"));
+        }
+        assert_eq!(line(&mut s, b"EHLO b").len(), 4);
+        assert_eq!(last(&mut s, b"DATA"), "503 Error: need RCPT command");
+        assert_eq!(last(&mut s, b"MAIL FROM:<a@b> SIZE=1"), "250 OK");
+        assert_eq!(last(&mut s, b"HELO c"), "250 [127.0.0.1]");
+        assert_eq!(
+            last(&mut s, b"MAIL FROM:<a@b> SIZE=1"),
+            "501 Syntax: MAIL FROM: <address>"
+        );
+        assert_eq!(s.seen_greeting.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn nothing_after_a_timeout() {
+        let mut s = session();
+        for command in ["HELO h", "MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA"] {
+            last(&mut s, command.as_bytes());
+        }
+        assert!(s.in_data());
+        assert_eq!(s.timed_out(), "421 [127.0.0.1] Error: timeout exceeded");
+        assert!(!s.in_data());
+        assert_eq!(s.found_terminator_after(b"."), []);
+        assert_eq!(s.found_terminator_after(b"NOOP"), []);
     }
 
     #[test]

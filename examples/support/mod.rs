@@ -1,4 +1,4 @@
-//! What every example program shares: the command-line contract of `shared/spec/examples.md`
+//! What every example program shares: the command-line contract of examples/README.md
 //! (one clear line on stderr and a non-zero exit on error, `tracing` only when `RUST_LOG` asks).
 
 #![allow(dead_code)] // each example uses part of it
@@ -8,14 +8,24 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it.
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG`; nothing without it. Colour only
+/// when stderr is a terminal (and `NO_COLOR` is not set): a log redirected to a file or a pipe
+/// gets plain text, not escape codes.
 pub fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
+            .with_ansi(colour())
             .init();
     }
+}
+
+/// Whether log lines on stderr may carry colour: stderr is a terminal and `NO_COLOR` is unset
+/// or empty.
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Prints `program: error` as one line on stderr and returns a failing exit code.
@@ -26,17 +36,50 @@ pub fn fail(program: &str, error: impl Display) -> ExitCode {
 
 /// The optional single address argument of a server, or `default`.
 pub fn server_address(program: &str, default: &str) -> Result<String, String> {
-    address_argument(program, default, std::env::args().skip(1).collect())
+    server_options(program, default, &[]).map(|(address, _)| address)
 }
 
-/// [`server_address`] from `args` (the program's arguments less those already taken).
-fn address_argument(program: &str, default: &str, args: Vec<String>) -> Result<String, String> {
-    let mut args = args.into_iter();
-    let address = args.next().unwrap_or_else(|| default.to_string());
-    match args.next() {
-        None => Ok(address),
-        Some(extra) => Err(format!(
-            "unexpected argument {extra:?} (usage: {program} [ADDR])"
+/// A server's command line, `[--NAME VALUE]... [ADDR]`: the address (`default` without one)
+/// and the value of each option of `options`, given as `(NAME, what VALUE may be)`, in order
+/// (`None` for one not given). An unknown option, a missing value or a second address is an
+/// error naming the usage.
+pub fn server_options(
+    program: &str,
+    default: &str,
+    options: &[(&str, &str)],
+) -> Result<(String, Vec<Option<String>>), String> {
+    let usage: String = options
+        .iter()
+        .map(|(name, value)| format!("[{name} {value}] "))
+        .collect();
+    let usage = format!("usage: {program} {usage}[ADDR]");
+    let mut values = vec![None; options.len()];
+    let mut address = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if let Some(i) = options.iter().position(|(name, _)| *name == arg) {
+            let value = args
+                .next()
+                .ok_or_else(|| format!("option {arg} needs a value ({usage})"))?;
+            values[i] = Some(value);
+        } else if arg.starts_with("--") {
+            return Err(format!("unknown option {arg:?} ({usage})"));
+        } else if address.is_none() {
+            address = Some(arg);
+        } else {
+            return Err(format!("unexpected argument {arg:?} ({usage})"));
+        }
+    }
+    Ok((address.unwrap_or_else(|| default.to_string()), values))
+}
+
+/// Parses the value of a `--NAME SECS` option: seconds above 0, fractions allowed, at most a
+/// day.
+pub fn parse_seconds(option: &str, value: &str) -> Result<std::time::Duration, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "invalid {option} {value:?} (expected seconds, above 0 and at most 86400)"
         )),
     }
 }
@@ -84,17 +127,17 @@ pub async fn serve<A: Display>(
     default: &str,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    serve_args(program, default, std::env::args().skip(1).collect(), start).await
+    serve_on(program, server_address(program, default), start).await
 }
 
-/// [`serve`] with the program's arguments given (those it took itself removed).
-pub async fn serve_args<A: Display>(
+/// [`serve`] on an address the program read from its command line itself (with
+/// [`server_options`]), or the one-line error that reading it gave.
+pub async fn serve_on<A: Display>(
     program: &str,
-    default: &str,
-    args: Vec<String>,
+    address: Result<String, String>,
     start: impl FnOnce(SocketAddr) -> std::io::Result<A>,
 ) -> ExitCode {
-    let address = match address_argument(program, default, args).and_then(|a| parse_inet(&a)) {
+    let address = match address.and_then(|a| parse_inet(&a)) {
         Ok(address) => address,
         Err(e) => return fail(program, e),
     };
@@ -112,45 +155,21 @@ pub async fn serve_args<A: Display>(
     }
 }
 
-/// A server's TLS options, `--tls-cert FILE --tls-key FILE` (both or neither), taken out of its
-/// arguments: the configuration they name, and the other arguments.
-pub fn tls_server_arguments(
-    program: &str,
-) -> Result<
-    (
-        Option<std::sync::Arc<asyncore::tls::ServerConfig>>,
-        Vec<String>,
-    ),
-    String,
-> {
-    let usage = || format!("usage: {program} [--tls-cert FILE --tls-key FILE] [ADDR]");
-    let (mut cert, mut key, mut rest) = (None, None, Vec::new());
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let slot = match arg.as_str() {
-            "--tls-cert" => &mut cert,
-            "--tls-key" => &mut key,
-            _ => {
-                rest.push(arg);
-                continue;
-            }
-        };
-        match args.next() {
-            Some(file) if slot.is_none() => *slot = Some(file),
-            _ => return Err(usage()),
-        }
+/// The options of a server that may speak TLS, for [`server_options`]: the certificate chain
+/// and the private key, PEM files, given both or neither.
+pub const TLS_OPTIONS: [(&str, &str); 2] = [("--tls-cert", "FILE"), ("--tls-key", "FILE")];
+
+/// The server configuration that the values of [`TLS_OPTIONS`] name, `None` without them; an
+/// error when only one is given or the files do not make a configuration.
+pub fn tls_config(
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<Option<std::sync::Arc<asyncore::tls::ServerConfig>>, String> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => asyncore::tls::server_config(cert, key)
+            .map(|config| Some(std::sync::Arc::new(config)))
+            .map_err(|e| e.to_string()),
+        _ => Err("--tls-cert and --tls-key go together".to_string()),
     }
-    let config = match (cert, key) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => Some(std::sync::Arc::new(
-            asyncore::tls::server_config(&cert, &key).map_err(|e| e.to_string())?,
-        )),
-        _ => {
-            return Err(format!(
-                "--tls-cert and --tls-key go together ({})",
-                usage()
-            ))
-        }
-    };
-    Ok((config, rest))
 }

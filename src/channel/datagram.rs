@@ -167,7 +167,10 @@ impl Channel {
             _ => return Err(self.misuse("sendto", "is not a datagram channel")),
         };
         self.progress = true;
-        result.map_err(|e| sent_error(e, data.len(), format_args!("sendto {address}")))
+        let sent =
+            result.map_err(|e| sent_error(e, data.len(), format_args!("sendto {address}")))?;
+        self.traffic.sent += sent as u64;
+        Ok(sent)
     }
 
     /// Receives one datagram of at most `max` bytes, with its sender: Python's
@@ -236,6 +239,9 @@ impl Channel {
             _ => socket.try_send_vectored(data),
         };
         self.progress = true;
+        if let Ok(sent) = &result {
+            self.traffic.sent += *sent as u64;
+        }
         result.map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOTCONN)
                 || e.raw_os_error() == Some(libc::EDESTADDRREQ)
@@ -308,7 +314,10 @@ impl Channel {
                     ),
                 ))
             }
-            Ok((data, (_, sender))) => Ok((data, sender)),
+            Ok((data, (_, sender))) => {
+                self.traffic.received += data.len() as u64;
+                Ok((data, sender))
+            }
             Err(e) if would_block(&e) => Err(e),
             Err(e) => Err(context(e, what)),
         }

@@ -7,10 +7,17 @@ use std::rc::{Rc, Weak};
 
 use crate::event::ChannelId;
 
+/// Bytes a channel moved since it was made (what snapshots report).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Traffic {
+    pub(crate) received: u64,
+    pub(crate) sent: u64,
+}
+
 /// What a map is to the channels it holds.
 pub(crate) trait Membership {
-    /// Channel `id` closed: it leaves the map now.
-    fn leave(&self, id: ChannelId);
+    /// Channel `id` closed: it leaves the map now, with what it moved in its life.
+    fn leave(&self, id: ChannelId, traffic: Traffic);
 
     /// Runs `task` as a member of the map (it keeps the map from being empty until it ends):
     /// a closed TLS channel's last records, flushed after the channel has left.
@@ -35,9 +42,9 @@ impl MapLink {
     }
 
     /// Leaves the map (on close); the link is cut.
-    pub(crate) fn leave(&mut self, id: ChannelId) {
+    pub(crate) fn leave(&mut self, id: ChannelId, traffic: Traffic) {
         if let Some(map) = self.0.take().and_then(|map| map.upgrade()) {
-            map.leave(id);
+            map.leave(id, traffic);
         }
     }
 }

@@ -53,7 +53,7 @@ mod tls_stream;
 mod urgent;
 
 pub(crate) use closing::{Closing, Owed};
-pub(crate) use link::{MapLink, Membership};
+pub(crate) use link::{MapLink, Membership, Traffic};
 pub use native::NativeStream;
 pub use tls_stream::TlsStream;
 
@@ -90,6 +90,8 @@ pub struct Channel {
     pub(crate) closing: Closing,
     /// Whether the current callback touched the socket (spin detection).
     pub(crate) progress: bool,
+    /// Bytes moved since the channel was made, for snapshots.
+    pub(crate) traffic: Traffic,
     /// When `handle_timeout` runs, if set.
     deadline: Option<Instant>,
     /// Work started with `spawn`/`call_later`, aborted on close.
@@ -197,6 +199,7 @@ impl Channel {
             connecting: false,
             closing: Closing::default(),
             progress: false,
+            traffic: Traffic::default(),
             deadline: None,
             work: Vec::new(),
             urgent: None,
@@ -473,7 +476,10 @@ impl Channel {
     #[inline]
     fn sent(&mut self, result: io::Result<usize>) -> io::Result<usize> {
         match result {
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.traffic.sent += n as u64;
+                Ok(n)
+            }
             Err(e) if would_block(&e) => Ok(0),
             Err(e) if is_disconnect(&e) => {
                 self.closing.disconnected();
@@ -567,7 +573,10 @@ impl Channel {
                 self.closing.end_of_file();
                 Ok(0)
             }
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                self.traffic.received += n as u64;
+                Ok(n)
+            }
             Err(e) if would_block(&e) => Err(e),
             Err(e) if is_disconnect(&e) => {
                 self.closing.disconnected();
@@ -654,7 +663,7 @@ impl Channel {
         for work in self.work.drain(..) {
             work.abort();
         }
-        self.link.leave(self.id);
+        self.link.leave(self.id, self.traffic);
     }
 
     /// Sets (or with `None` clears) the channel's deadline; when it passes,

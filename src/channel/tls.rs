@@ -11,11 +11,11 @@ use std::time::Duration;
 use bytes::BufMut;
 use rustls::pki_types::CertificateDer;
 
-use super::{Channel, NativeStream};
+use super::{Channel, NativeStream, TlsStream};
 use crate::error::{closed_channel, context};
 use crate::event::{Interest, Ready};
 use crate::io::{Io, Stream, Tls, TlsEvent};
-use crate::tls::{ClientConfig, ServerConfig, Side, TlsStream, Upgrade};
+use crate::tls::{ClientConfig, ServerConfig, Side, Upgrade};
 
 /// How long a closed TLS channel keeps flushing the records its socket had no room for.
 const LINGER: Duration = Duration::from_secs(10);

@@ -254,6 +254,14 @@ impl<H: ChatHandler> Dispatcher for AsyncChat<H> {
         self.chat.framer().has_event()
     }
 
+    fn buffered(&self, _: &Channel) -> crate::snapshot::Buffered {
+        let (low, high) = self.chat.write_buffer_limits();
+        crate::snapshot::Buffered::default()
+            .input(self.chat.buffered_input())
+            .output(self.chat.queued_bytes())
+            .water_marks(low, high, self.chat.is_paused())
+    }
+
     fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
         // Input already read and not framed (the terminator changed from outside a hook) is
         // framed first, without waiting for the socket; the socket's turn comes next.

@@ -24,6 +24,7 @@ impl Entry {
         callback: impl FnOnce(&mut dyn Dispatcher, &mut Channel) -> io::Result<()>,
     ) -> bool {
         tracing::trace!(channel = %self.id, callback = event.callback());
+        self.callbacks.set(self.callbacks.get() + 1);
         if let Some(events) = record {
             events.push((self.id, event));
         }
@@ -101,6 +102,7 @@ impl Entry {
         record: &mut Record<'_>,
     ) {
         tracing::trace!(channel = %self.id, callback = "handle_error", %error);
+        self.callbacks.set(self.callbacks.get() + 1);
         if let Some(events) = record {
             events.push((self.id, Event::Error));
         }
@@ -132,6 +134,7 @@ impl Entry {
         };
         let mut channel = self.channel.try_borrow_mut().map_err(|_| busy())?;
         let mut dispatcher = self.dispatcher.try_borrow_mut().map_err(|_| busy())?;
+        let _span = self.enter_span();
         if channel.is_closed() {
             return Err(crate::error::closed_channel(&format!(
                 "channel {}",
@@ -183,6 +186,7 @@ impl Entry {
     }
 
     fn close_with(&self, how: Deferred) {
+        let _span = self.enter_span();
         let (Ok(mut channel), Ok(mut dispatcher)) = (
             self.channel.try_borrow_mut(),
             self.dispatcher.try_borrow_mut(),

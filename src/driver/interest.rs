@@ -50,11 +50,29 @@ impl Entry {
     /// If the task waits with an interest the dispatcher no longer gives, pokes it to ask
     /// again, and returns what it waited with and what it now wants. Nothing for a task that
     /// is not waiting (it asks anew before it waits) or is already poked.
+    #[inline]
     pub(crate) fn refresh_interest(&self) -> Option<(Interest, Interest)> {
-        let waiting = self.waiting.get()?;
-        if self.poked.get() {
+        if !self.waiting.get() || self.poked.get() {
             return None;
         }
+        if self.traced {
+            return self.refresh_traced();
+        }
+        self.refresh_now()
+    }
+
+    /// [`refresh_interest`](Entry::refresh_interest) inside the channel's span: out of line,
+    /// so that the sweep over untraced channels pays one test for it.
+    #[cold]
+    #[inline(never)]
+    fn refresh_traced(&self) -> Option<(Interest, Interest)> {
+        let _span = self.enter_span();
+        self.refresh_now()
+    }
+
+    #[inline]
+    fn refresh_now(&self) -> Option<(Interest, Interest)> {
+        let waiting = self.want.get();
         let (now, ready) = self.interest();
         if now == waiting && ready.is_empty() {
             return None;

@@ -13,7 +13,8 @@
 //!    (`handle_read_eof`, `handle_close`).
 //!
 //! Around them: [`completion`] (results of async work, run as callbacks on the channel's
-//! task) and [`spin`] (the busy-loop detector).
+//! task), [`spin`] (the busy-loop detector) and [`observe`] (what a snapshot reads, and the
+//! channel's span for what runs outside its task).
 //!
 //! Error routing, for every callback, follows asyncore's `readwrite`: `WouldBlock` is dropped,
 //! [`ExitNow`](crate::ExitNow) stops the map, a disconnect becomes `handle_close`, anything
@@ -28,19 +29,21 @@ use std::task::Waker;
 
 use crate::channel::Channel;
 use crate::dispatcher::Dispatcher;
-use crate::event::{ChannelId, Interest, InterestScope};
+use crate::event::{ChannelId, Interest, InterestScope, Ready};
 use crate::loop_state::LoopState;
 
 mod callback;
 mod completion;
 mod dispatch;
 mod interest;
+mod observe;
 mod spin;
 mod wait;
 
 pub(crate) use callback::Record;
 pub(crate) use completion::Completion;
 pub(crate) use dispatch::PHASES;
+pub(crate) use observe::Observed;
 
 /// One channel of a map: the channel, its dispatcher, and its task's bookkeeping.
 pub(crate) struct Entry {
@@ -55,8 +58,17 @@ pub(crate) struct Entry {
     waker: Cell<Option<Waker>>,
     /// Something changed the channel from outside: ask interest again.
     poked: Cell<bool>,
-    /// The interest the task waits with, while it waits (what the interest sweep compares).
-    waiting: Cell<Option<Interest>>,
+    /// The interest last asked (what the task waits with, while `waiting`).
+    want: Cell<Interest>,
+    /// Whether the task waits with `want` now (what the interest sweep compares).
+    waiting: Cell<bool>,
+    /// The readiness last seen (what woke the task, or what a lock-step pass found).
+    seen: Cell<Ready>,
+    /// Callbacks run on the channel.
+    callbacks: Cell<u64>,
+    /// Whether the channel has a span (made when a subscriber wanted it): what runs outside
+    /// the channel's task enters it.
+    traced: bool,
     /// The last interest asked had `WRITE` only to see a pending connect complete: the
     /// dispatcher's `writable()` said no, so that write event runs `handle_connect` alone.
     connect_only: Cell<bool>,
@@ -75,6 +87,8 @@ struct Rare {
     timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     /// Who waits for the channel to close (`ChannelHandle::closed`).
     on_close: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The channel's span, when `traced`.
+    span: Option<tracing::Span>,
 }
 
 /// A close asked for while the channel was busy, applied when its callback returns.
@@ -92,9 +106,11 @@ impl Entry {
         dispatcher: Box<dyn Dispatcher>,
         type_name: &'static str,
         state: &Rc<LoopState>,
+        span: &tracing::Span,
     ) -> Entry {
         let scope = dispatcher.interest_scope();
-        Entry {
+        let traced = !span.is_disabled();
+        let entry = Entry {
             id: channel.id(),
             channel: RefCell::new(channel),
             dispatcher: RefCell::new(dispatcher),
@@ -103,12 +119,20 @@ impl Entry {
             state: Rc::clone(state),
             waker: Cell::new(None),
             poked: Cell::new(false),
-            waiting: Cell::new(None),
+            want: Cell::new(Interest::NONE),
+            waiting: Cell::new(false),
+            seen: Cell::new(Ready::NONE),
+            callbacks: Cell::new(0),
+            traced,
             connect_only: Cell::new(false),
             deferred: Cell::new(None),
             spin: spin::Spin::default(),
             rare: RefCell::new(None),
+        };
+        if traced {
+            entry.with_rare(|rare| rare.span = Some(span.clone()));
         }
+        entry
     }
 
     #[inline]
@@ -153,19 +177,24 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
             break;
         }
         let (want, ready) = entry.interest();
+        entry.asked(want);
         if !ready.is_empty() {
             // Input is buffered: it is handled now, not when the socket speaks again.
+            entry.saw(ready);
             entry.dispatch(ready, want, &mut None);
             tokio::task::coop::consume_budget().await;
             continue;
         }
-        entry.waiting.set(Some(want));
+        entry.waiting.set(true);
         let woke = std::future::poll_fn(|cx| entry.poll_wake(cx, want)).await;
-        entry.waiting.set(None);
+        entry.waiting.set(false);
         match woke {
             // A readiness poll that returns `Ready` has used one unit of Tokio's cooperative
             // budget, so a channel that is always ready still lets the rest of the thread run.
-            wait::Wake::Io(ready) => entry.dispatch(ready, want, &mut None),
+            wait::Wake::Io(ready) => {
+                entry.saw(ready);
+                entry.dispatch(ready, want, &mut None)
+            }
             // Pokes and deadlines do not count against the budget; this does.
             wait::Wake::Timeout => {
                 entry.timeout_event();

@@ -10,7 +10,7 @@ use crate::event::Event;
 
 /// Consecutive read or write callbacks that leave the socket untouched before the reactor calls
 /// the channel busy-looping.
-const SPIN_THRESHOLD: u32 = 1024;
+pub(crate) const SPIN_THRESHOLD: u32 = 1024;
 /// At most one busy-loop warning per channel per this interval.
 const SPIN_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -18,6 +18,13 @@ const SPIN_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 pub(super) struct Spin {
     count: Cell<u32>,
     last_warning: Cell<Option<Instant>>,
+}
+
+impl Spin {
+    /// Read or write callbacks in a row that left the socket untouched.
+    pub(super) fn count(&self) -> u32 {
+        self.count.get()
+    }
 }
 
 impl Entry {

@@ -6,7 +6,8 @@
 //! - `sweep`: the interest sweep and the audit ([interest and shared
 //!   state](crate#interest-and-shared-state));
 //! - `remote`: what the map shares with other threads (requests from handles, emptiness);
-//! - `watchdog`: the warning for a map that nothing runs.
+//! - `watchdog`: the warning for a map that nothing runs;
+//! - `observe`: snapshots ([`Map::snapshot`]).
 //!
 //! Lock-step passes ([`Map::poll`]) and handles ([`Map::handle`]) are built on top of it, in
 //! their own modules.
@@ -26,13 +27,15 @@ use tokio::task::{AbortHandle, LocalSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::channel::{Channel, Membership};
+use crate::channel::{Channel, Membership, Traffic};
 use crate::dispatcher::Dispatcher;
 use crate::driver::{drive, Entry};
 use crate::error::closed_channel;
 use crate::event::{ChannelId, InterestScope};
 use crate::loop_state::LoopState;
+use crate::snapshot::ShortTypeName;
 
+mod observe;
 mod remote;
 mod run;
 mod sweep;
@@ -113,8 +116,14 @@ pub(crate) struct MapInner {
     shutdown: CancellationToken,
     pub(crate) remote: Arc<Remote>,
     watchdog: watchdog::Watchdog,
-    /// Whether the audit of `InterestScope::Own` channels has started.
-    audited: Cell<bool>,
+    /// How often the `InterestScope::Own` channels are audited (`None`: never).
+    audit_every: Cell<Option<Duration>>,
+    /// The audit's task, while it runs (from the first `Own` channel on).
+    audit: RefCell<Option<AbortHandle>>,
+    /// What closed channels did in their lives, for the snapshots' totals.
+    retired: Cell<observe::Retired>,
+    /// What the previous snapshot saw, once one was taken.
+    observer: RefCell<Option<Box<observe::Observer>>>,
 }
 
 thread_local! {
@@ -141,7 +150,10 @@ impl Map {
             shutdown: CancellationToken::new(),
             remote: Arc::new(remote),
             watchdog: watchdog::Watchdog::default(),
-            audited: Cell::new(false),
+            audit_every: Cell::new(Some(sweep::AUDIT_INTERVAL)),
+            audit: RefCell::new(None),
+            retired: Cell::default(),
+            observer: RefCell::new(None),
         });
         inner
             .local
@@ -179,21 +191,25 @@ impl Map {
         let inner = &self.inner;
         let link: Weak<dyn Membership> = Rc::downgrade(inner) as Weak<dyn Membership>;
         channel.link = crate::channel::MapLink::new(link);
-        dispatcher.handle_added(&mut channel);
         let id = channel.id();
         let type_name = std::any::type_name::<D>();
+        // A root span: a channel is not part of whatever created it (the listener that
+        // accepted it, a handle's request), and its lines read `channel{id=#2 ...}` alone.
         let span = tracing::debug_span!(
+            parent: None,
             "channel",
             id = %id,
             fd = channel.fileno(),
-            dispatcher = type_name,
+            dispatcher = %ShortTypeName(type_name),
             peer = channel.addr().map(tracing::field::display),
         );
+        span.in_scope(|| dispatcher.handle_added(&mut channel));
         let entry = Rc::new(Entry::new(
             channel,
             Box::new(dispatcher),
             type_name,
             &inner.state,
+            &span,
         ));
         let was_empty = inner.is_empty();
         inner.entries.borrow_mut().insert(id, Rc::clone(&entry));
@@ -202,12 +218,7 @@ impl Map {
                 inner.shared.borrow_mut().insert(id, Rc::clone(&entry));
                 inner.state.shared_joined();
             }
-            InterestScope::Own if !inner.audited.replace(true) => {
-                inner
-                    .local
-                    .spawn_local(sweep::audit(Rc::downgrade(inner), Rc::clone(&inner.state)));
-            }
-            InterestScope::Own => {}
+            InterestScope::Own => inner.start_audit(),
         }
         if was_empty {
             inner.remote.set_empty(false);
@@ -215,12 +226,16 @@ impl Map {
         if !inner.running.get() {
             inner.watchdog.arm(&inner.remote, id, type_name);
         }
+        #[cfg(tokio_unstable)]
+        let name = task_name(&entry);
+        #[cfg(not(tokio_unstable))]
+        let name = ();
         // Without a subscriber that wants the span, entering and leaving it on every poll is
         // pure cost; the task then runs bare.
         if span.is_disabled() {
-            inner.local.spawn_local(drive(entry));
+            spawn_channel(&inner.local, drive(entry), name);
         } else {
-            inner.local.spawn_local(drive(entry).instrument(span));
+            spawn_channel(&inner.local, drive(entry).instrument(span), name);
         }
         Ok(id)
     }
@@ -324,6 +339,31 @@ impl Map {
         }
     }
 
+    /// Sets how often the map audits its channels with [`InterestScope::Own`] (every second by
+    /// default), or with `None` turns the audit off.
+    ///
+    /// The audit is the safety net for a forgotten [`Map::wake`]: it asks each `Own` channel
+    /// for its interest, wakes one that waits for the wrong thing, and names it in a `WARN`
+    /// line. Its cost is a timer that stays armed while the map runs: on a thread with no
+    /// other timer, each park of the runtime then reads the clock and looks at the timer wheel
+    /// (about 170 instructions per wake-up). A server whose `Own` dispatchers are changed only
+    /// by their own callbacks, [`Map::with`] and handle calls can turn it off.
+    pub fn set_interest_audit(&self, every: Option<Duration>) {
+        let inner = &self.inner;
+        inner.audit_every.set(every);
+        if let Some(audit) = inner.audit.borrow_mut().take() {
+            audit.abort();
+        }
+        let has_own = inner
+            .entries
+            .borrow()
+            .values()
+            .any(|entry| entry.scope == InterestScope::Own);
+        if has_own {
+            inner.start_audit();
+        }
+    }
+
     /// Closes channel `id` as [`Channel::close`] does (no `handle_close`); false if it is not
     /// in the map. If its callback is running, it closes as soon as that callback returns.
     pub fn close_channel(&self, id: ChannelId) -> bool {
@@ -345,6 +385,7 @@ impl Map {
         let shared = std::mem::take(&mut *inner.shared.borrow_mut());
         inner.state.shared_left(shared.len());
         for entry in entries.into_values() {
+            inner.retire_callbacks(&entry);
             entry.close();
             entry.notify_closed();
         }
@@ -410,9 +451,11 @@ impl fmt::Debug for Map {
 
 impl Membership for MapInner {
     /// Removes a closed channel.
-    fn leave(&self, id: ChannelId) {
+    fn leave(&self, id: ChannelId, traffic: Traffic) {
+        self.retire_traffic(traffic);
         let removed = self.entries.borrow_mut().remove(&id);
         if let Some(entry) = removed {
+            self.retire_callbacks(&entry);
             if self.shared.borrow_mut().remove(&id).is_some() {
                 self.state.shared_left(1);
             }
@@ -434,6 +477,19 @@ impl Membership for MapInner {
 }
 
 impl MapInner {
+    /// Starts the audit of `Own` channels, unless it runs or is turned off.
+    fn start_audit(self: &Rc<Self>) {
+        let Some(every) = self.audit_every.get() else {
+            return;
+        };
+        let mut audit = self.audit.borrow_mut();
+        if audit.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let task = sweep::audit(Rc::downgrade(self), Rc::clone(&self.state), every);
+        *audit = Some(self.local.spawn_local(task).abort_handle());
+    }
+
     fn is_empty(&self) -> bool {
         self.entries.borrow().is_empty() && self.members.borrow().is_empty()
     }
@@ -482,6 +538,36 @@ impl Drop for MapInner {
         self.state.end();
         self.remote.set_empty(true);
     }
+}
+
+/// Starts a channel's task on the map's `LocalSet`.
+#[cfg(not(tokio_unstable))]
+fn spawn_channel(local: &LocalSet, task: impl Future<Output = ()> + 'static, _name: ()) {
+    local.spawn_local(task);
+}
+
+/// Starts a channel's task on the map's `LocalSet`, named for tokio-console (`channel #12
+/// EchoHandler 127.0.0.1:53312`): built with `--cfg tokio_unstable`, Tokio's task builder
+/// exists and its spawn span carries the name.
+#[cfg(tokio_unstable)]
+fn spawn_channel(local: &LocalSet, task: impl Future<Output = ()> + 'static, name: String) {
+    if let Err(error) = tokio::task::Builder::new()
+        .name(&name)
+        .spawn_local_on(task, local)
+    {
+        tracing::error!(%error, "cannot start the task of {name}");
+    }
+}
+
+/// The name of a channel's task: its id, dispatcher and peer.
+#[cfg(tokio_unstable)]
+fn task_name(entry: &Entry) -> String {
+    use std::fmt::Write;
+    let mut name = format!("channel {} {}", entry.id, ShortTypeName(entry.type_name));
+    if let Some(peer) = entry.channel.borrow().addr() {
+        let _ = write!(name, " {peer}");
+    }
+    name
 }
 
 /// Leaves the map's member list when a member task ends, however it ends.

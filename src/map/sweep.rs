@@ -13,7 +13,7 @@ use crate::event::InterestScope;
 use crate::loop_state::LoopState;
 
 /// How often the audit looks at `InterestScope::Own` channels.
-const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const AUDIT_INTERVAL: Duration = Duration::from_secs(1);
 /// At most one stale-interest warning per map per this interval.
 const AUDIT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -29,22 +29,35 @@ pub(super) async fn sweep(map: Weak<MapInner>, state: Rc<LoopState>) {
             return;
         };
         // A snapshot: asking may run `handle_error`, which may close channels.
-        batch.extend(inner.shared.borrow().values().cloned());
+        inner
+            .shared
+            .borrow()
+            .values()
+            .for_each(|entry| batch.push(Rc::clone(entry)));
         drop(inner);
         for entry in batch.drain(..) {
             if let Some((was, now)) = entry.refresh_interest() {
-                tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
+                changed(&entry, was, now);
             }
         }
     }
 }
 
+/// Says, in the channel's span, that another callback changed its interest. Out of line: the
+/// sweep's loop stays small for the common case, where nothing changed.
+#[cold]
+#[inline(never)]
+fn changed(entry: &Entry, was: crate::event::Interest, now: crate::event::Interest) {
+    let _span = entry.enter_span();
+    tracing::trace!(channel = %entry.id, ?was, ?now, "interest changed by another callback");
+}
+
 /// The audit's task, started with the map's first `InterestScope::Own` channel.
-pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>) {
+pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>, every: Duration) {
     let mut last_warning: Option<Instant> = None;
     let mut channels: Vec<Rc<Entry>> = Vec::new();
     loop {
-        tokio::time::sleep(AUDIT_INTERVAL).await;
+        tokio::time::sleep(every).await;
         if state.paused() {
             continue;
         }
@@ -71,6 +84,7 @@ pub(super) async fn audit(map: Weak<MapInner>, state: Rc<LoopState>) {
                 continue;
             }
             last_warning = Some(now_instant);
+            let _span = entry.enter_span();
             tracing::warn!(
                 channel = %entry.id,
                 dispatcher = entry.type_name,

@@ -14,7 +14,7 @@
 //!   all on the [`crypto_provider`] this crate is built with; any rustls configuration works;
 //! - [`Upgrade`]: which side to play, and the plaintext still owed before the first record;
 //! - errors: [`is_truncation`] and [`rustls_error`] to tell a failure's kind;
-//! - [`TlsStream`]: a TLS connection taken out of a map for native Tokio code
+//! - [`TlsStream`](crate::TlsStream): a TLS connection taken out of a map for native Tokio code
 //!   ([`NativeStream::Tls`](crate::NativeStream::Tls)).
 //!
 //! # Example
@@ -99,8 +99,6 @@ pub use rustls::{ClientConfig, ServerConfig};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-
-pub use crate::channel::TlsStream;
 
 /// How a channel starts TLS: as the server or as the client, and what plaintext it still owes
 /// the peer before the first TLS record. Given to [`Channel::start_tls`](crate::Channel::start_tls).

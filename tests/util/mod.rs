@@ -6,12 +6,13 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
-use std::path::PathBuf;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub mod log;
 pub mod programs;
 
 use asyncore::{Address, Channel, Dispatcher, Family};
@@ -49,19 +50,90 @@ pub async fn bounded<F: Future>(future: F) -> F::Output {
 pub const FAMILIES: [Family; 3] = [Family::Inet, Family::Inet6, Family::Unix];
 
 /// A fresh address to listen on: port 0 on loopback, or a new socket path.
+///
+/// The socket file that binding to the path creates is removed when the calling thread ends
+/// (see [`keep_until_thread_ends`]): call this on the test's own thread, or on a thread that
+/// outlives every use of the path.
 pub fn any_address(family: Family) -> Address {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     match family {
         Family::Inet => Address::Inet("127.0.0.1:0".parse().unwrap()),
         Family::Inet6 => Address::Inet("[::1]:0".parse().unwrap()),
-        Family::Unix => {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path: PathBuf =
-                std::env::temp_dir().join(format!("asyncore-test-{}-{n}.sock", std::process::id()));
-            let _ = std::fs::remove_file(&path);
-            Address::Unix(path)
-        }
+        Family::Unix => Address::Unix(keep_until_thread_ends(TempPath::new("socket"))),
     }
+}
+
+/// A path in the system's temporary directory that a test may create a file, FIFO, socket or
+/// directory at, removed (whatever is there) when the guard is dropped: at the end of the test
+/// when it passes, and during the unwinding when it fails.
+///
+/// Every name starts with `asyncore-test-PID-`, so what a test run left behind (after a crash
+/// or a `kill -9`) is easy to find.
+#[derive(Debug)]
+pub struct TempPath(PathBuf);
+
+impl TempPath {
+    /// A fresh path, `asyncore-test-PID-N-name`, with nothing there yet (a leftover of an earlier
+    /// process with the same id is removed).
+    pub fn new(name: &str) -> TempPath {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("asyncore-test-{}-{n}-{name}", std::process::id()));
+        remove(&path);
+        TempPath(path)
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempPath {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        remove(&self.0);
+    }
+}
+
+/// Removes whatever is at `path` (a directory with its contents); nothing there is fine.
+fn remove(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+thread_local! {
+    /// The paths this thread handed out through [`keep_until_thread_ends`].
+    static THREAD_PATHS: RefCell<Vec<TempPath>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `path` alive until the calling thread ends, and returns it. The test harness runs each
+/// test on a thread of its own and waits for that thread to end, so a path a test's thread
+/// keeps here is removed once the test is over, passed or failed, even when the test passed
+/// the path on by value (as `Address::Unix`) and cannot hold a guard itself.
+pub fn keep_until_thread_ends(path: TempPath) -> PathBuf {
+    let kept = path.0.clone();
+    THREAD_PATHS.with(|paths| paths.borrow_mut().push(path));
+    kept
 }
 
 /// A loopback TCP port that was free a moment ago: connecting to it is refused.
@@ -237,4 +309,37 @@ pub async fn run_until_done<T: Send + 'static>(
         Ok(value) => value,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// A remote end on its own thread that answers every byte with its complement (so that an
+/// echo cannot pass for it), for `connections` connections.
+pub fn complement_server(
+    connections: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = server.local_addr().unwrap();
+    let thread = std::thread::spawn(move || {
+        let mut served = Vec::new();
+        for _ in 0..connections {
+            let (mut conn, _) = server.accept().unwrap();
+            conn.set_read_timeout(Some(LIMIT)).unwrap();
+            served.push(std::thread::spawn(move || {
+                let mut buf = vec![0; 65536];
+                loop {
+                    let n = match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf[..n].iter_mut().for_each(|b| *b = !*b);
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        for connection in served {
+            connection.join().unwrap();
+        }
+    });
+    (address, thread)
 }

@@ -1,0 +1,553 @@
+//! `top` for the reactor: a chat room server (asynchat: each line a client sends goes to every
+//! other client) and, on the same screen, its map, live: one row per channel, what it waits
+//! for, what readiness it last saw, its callbacks and bytes per second, its queued output, how
+//! long it has been quiet; spinning and stalled channels marked; the map's totals on top.
+//!
+//! ```text
+//! cargo run --example top [ADDR] [--demo]      # default 127.0.0.1:8080
+//! nc 127.0.0.1 8080                            # in other terminals: type lines
+//! ```
+//!
+//! Keys: `s` sorts by activity (callbacks per second), then by bytes queued, then by id; `q`
+//! (or Esc, or Ctrl-C) quits, after a graceful shutdown of the server.
+//!
+//! `--demo` adds two channels that show what the marks mean: a writer whose `writable()` is
+//! always true with nothing to write (asyncore's classic busy loop: `spinning`, and a `WARN`
+//! line if `RUST_LOG` asks for it) and an echo handler whose peer sends but never reads (its
+//! output queue fills, it stops reading, and no callback runs: `stalled`).
+//!
+//! How it is built: the map runs on the main thread; the screen runs on a thread of its own and
+//! asks the map for a [`MapSnapshot`] once a second through a [`MapHandle`]
+//! (`handle.snapshot().await`), the way any monitor in another thread would. Rates come from
+//! two snapshots in a row. The log (`RUST_LOG`) goes to stderr: redirect it
+//! (`2>top.log`) to keep it off the screen.
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+use asyncore::{
+    Address, Buffered, Channel, ChannelId, ChannelSnapshot, ChannelState, Dispatcher,
+    InterestScope, MapHandle, MapSnapshot, SendBuffer,
+};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------------------------
+// The server: a chat room on asynchat
+
+type Members = Rc<RefCell<BTreeSet<ChannelId>>>;
+
+/// One member of the room: each line it sends goes to every other member.
+struct Member {
+    members: Members,
+}
+
+impl ChatHandler for Member {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own // readable() reads only the chat; others push through Map::with
+    }
+
+    fn readable(&self, chat: &Chat, _: &Channel) -> bool {
+        !chat.is_paused() // stop reading from a member who does not read what the room says
+    }
+
+    fn found_terminator(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        let line = chat.take_line();
+        let map = channel.map().expect("in a map");
+        let from = channel.id();
+        let others: Vec<ChannelId> = self
+            .members
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|id| *id != from)
+            .collect();
+        for other in others {
+            let said = [format!("{from}: ").as_bytes(), &line].concat();
+            let _ = map
+                .with::<AsyncChat<Member>, _>(other, |member, _| member.chat_mut().push_line(said));
+        }
+        Ok(())
+    }
+
+    fn handle_close(&mut self, _: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        self.members.borrow_mut().remove(&channel.id());
+        channel.close();
+        Ok(())
+    }
+}
+
+struct Room {
+    members: Members,
+}
+
+impl Dispatcher for Room {
+    fn interest_scope(&self) -> InterestScope {
+        InterestScope::Own
+    }
+
+    fn handle_accepted(
+        &mut self,
+        channel: &mut Channel,
+        sock: Channel,
+        _: Address,
+    ) -> io::Result<()> {
+        let member = Member {
+            members: self.members.clone(),
+        };
+        let id = channel
+            .map()
+            .expect("in a map")
+            .add(sock, AsyncChat::new(member, b"\n"))?;
+        self.members.borrow_mut().insert(id);
+        Ok(())
+    }
+
+    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
+        channel.close();
+        Ok(())
+    }
+}
+
+fn start(address: std::net::SocketAddr) -> io::Result<Address> {
+    let mut listener = Channel::create_socket(support::family_of(&address))?;
+    listener.set_reuse_addr()?;
+    listener.bind(address)?;
+    listener.listen(128)?;
+    let bound = listener.local_addr()?;
+    let members = Members::default();
+    asyncore::add(listener, Room { members })?;
+    Ok(bound)
+}
+
+// ---------------------------------------------------------------------------------------------
+// --demo: a spinning channel and a stalled one
+
+/// asyncore's defaults: always writable, and a `handle_write` with nothing to write.
+struct Spinner;
+
+impl Dispatcher for Spinner {
+    fn readable(&self, _: &Channel) -> bool {
+        false
+    }
+    fn handle_write(&mut self, _: &mut Channel) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `dispatcher_with_send`'s echo, which stops reading while its output is paused.
+struct Echo {
+    out: SendBuffer,
+}
+
+impl Dispatcher for Echo {
+    fn readable(&self, _: &Channel) -> bool {
+        !self.out.is_paused()
+    }
+    fn writable(&self, channel: &Channel) -> bool {
+        self.out.writable(channel)
+    }
+    fn buffered(&self, _: &Channel) -> Buffered {
+        self.out.buffered()
+    }
+    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
+        let data = channel.recv(64 * 1024)?;
+        self.out.send(channel, data)
+    }
+    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
+        self.out.handle_write(channel)
+    }
+}
+
+/// Adds the demo's channels; returns the peers, which must live as long as the server.
+fn demo() -> io::Result<Vec<std::os::unix::net::UnixStream>> {
+    let (spinning, spinner_peer) = std::os::unix::net::UnixStream::pair()?;
+    spinning.set_nonblocking(true)?;
+    asyncore::add(
+        Channel::from_unix(tokio::net::UnixStream::from_std(spinning)?),
+        Spinner,
+    )?;
+    let (stalled, mut sender) = std::os::unix::net::UnixStream::pair()?;
+    stalled.set_nonblocking(true)?;
+    let channel = Channel::from_unix(tokio::net::UnixStream::from_std(stalled)?);
+    channel.socket()?.set_send_buffer_size(8 * 1024)?;
+    asyncore::add(
+        channel,
+        Echo {
+            out: SendBuffer::new(),
+        },
+    )?;
+    // The peer sends what the socket takes, and never reads the echo.
+    sender.set_nonblocking(true)?;
+    let burst = vec![b'.'; 64 * 1024];
+    for _ in 0..8 {
+        match sender.write(&burst) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(vec![spinner_peer, sender])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The screen
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Activity,
+    Queued,
+    Id,
+}
+
+impl Sort {
+    fn next(self) -> Sort {
+        match self {
+            Sort::Activity => Sort::Queued,
+            Sort::Queued => Sort::Id,
+            Sort::Id => Sort::Activity,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Sort::Activity => "activity",
+            Sort::Queued => "bytes queued",
+            Sort::Id => "id",
+        }
+    }
+}
+
+/// One channel's row: its snapshot and its rates since the previous snapshot.
+struct Line<'a> {
+    channel: &'a ChannelSnapshot,
+    callbacks: Option<f64>,
+    received: Option<f64>,
+    sent: Option<f64>,
+}
+
+fn lines<'a>(now: &'a MapSnapshot, before: Option<&MapSnapshot>, sort: Sort) -> Vec<Line<'a>> {
+    let seconds = before
+        .map(|before| {
+            now.taken
+                .saturating_duration_since(before.taken)
+                .as_secs_f64()
+        })
+        .filter(|seconds| *seconds > 0.0);
+    let mut lines: Vec<Line<'a>> = now
+        .channels
+        .iter()
+        .map(|channel| {
+            let earlier = before.and_then(|before| before.channel(channel.id));
+            let rate = |now: u64, then: fn(&ChannelSnapshot) -> u64| {
+                let seconds = seconds?;
+                let then = earlier.map_or(0, then);
+                Some(now.saturating_sub(then) as f64 / seconds)
+            };
+            Line {
+                channel,
+                callbacks: rate(channel.callbacks, |c| c.callbacks),
+                received: rate(channel.bytes_received, |c| c.bytes_received),
+                sent: rate(channel.bytes_sent, |c| c.bytes_sent),
+            }
+        })
+        .collect();
+    match sort {
+        Sort::Activity => lines.sort_by(|a, b| {
+            b.callbacks
+                .unwrap_or(0.0)
+                .total_cmp(&a.callbacks.unwrap_or(0.0))
+                .then(a.channel.id.cmp(&b.channel.id))
+        }),
+        Sort::Queued => lines.sort_by(|a, b| {
+            b.channel
+                .buffered
+                .total()
+                .cmp(&a.channel.buffered.total())
+                .then(a.channel.id.cmp(&b.channel.id))
+        }),
+        Sort::Id => lines.sort_by_key(|line| line.channel.id),
+    }
+    lines
+}
+
+fn bytes(n: f64) -> String {
+    if n >= 1024.0 * 1024.0 {
+        format!("{:.1}M", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.1}K", n / 1024.0)
+    } else {
+        format!("{n:.0}")
+    }
+}
+
+fn rate(value: Option<f64>, format: fn(f64) -> String) -> String {
+    value.map_or_else(|| "-".to_string(), format)
+}
+
+fn draw(frame: &mut Frame<'_>, view: &View<'_>) {
+    let [head, body, foot] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let now = view.now;
+    let totals = &now.totals;
+    let rates = view.before.map(|before| now.rates_since(before));
+    let header = format!(
+        "asyncore top: chat room listening on {}, sorted by {}\n\
+         channels {}  members {}  callbacks/s {}  in {}/s  out {}/s  queued {}  spinning {}  \
+         stalled {}",
+        view.address,
+        view.sort.name(),
+        totals.channels,
+        totals.members,
+        rate(rates.map(|r| r.callbacks), |v| format!("{v:.0}")),
+        rate(rates.map(|r| r.bytes_received), bytes),
+        rate(rates.map(|r| r.bytes_sent), bytes),
+        bytes(totals.output_queued as f64),
+        totals.spinning,
+        totals.stalled,
+    );
+    frame.render_widget(Paragraph::new(header), head);
+
+    let heading = Row::new([
+        "ID",
+        "DISPATCHER",
+        "STATE",
+        "PEER",
+        "WANTS",
+        "READY",
+        "CB/S",
+        "IN/S",
+        "OUT/S",
+        "QUEUED",
+        "IDLE",
+        "MARK",
+    ])
+    .style(Style::new().add_modifier(Modifier::REVERSED));
+    let rows = lines(now, view.before, view.sort).into_iter().map(|line| {
+        let channel = line.channel;
+        let mark = if channel.spinning {
+            "spinning"
+        } else if channel.stalled {
+            "stalled"
+        } else {
+            ""
+        };
+        let style = if channel.spinning {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        } else if channel.stalled {
+            Style::new().fg(Color::Yellow)
+        } else {
+            Style::new()
+        };
+        let queued = match channel.buffered.output {
+            Some(out) if channel.buffered.paused => format!("{} P", bytes(out as f64)),
+            Some(out) => bytes(out as f64),
+            None => "?".to_string(),
+        };
+        let peer = match &channel.peer {
+            // asyncore's `addr` of a listener is the address given to bind (port 0 stays 0).
+            _ if channel.state == ChannelState::Accepting => view.address.to_string(),
+            Some(peer) => peer.to_string(),
+            None => "-".to_string(),
+        };
+        Row::new(vec![
+            Cell::from(channel.id.to_string()),
+            Cell::from(channel.dispatcher_name()),
+            Cell::from(channel.state.name()),
+            Cell::from(peer),
+            Cell::from(format!("{:?}", channel.interest)),
+            Cell::from(format!("{:?}", channel.ready)),
+            Cell::from(rate(line.callbacks, |v| format!("{v:.0}"))),
+            Cell::from(rate(line.received, bytes)),
+            Cell::from(rate(line.sent, bytes)),
+            Cell::from(queued),
+            Cell::from(
+                channel
+                    .idle
+                    .map_or_else(|| "-".to_string(), |idle| format!("{}s", idle.as_secs())),
+            ),
+            Cell::from(mark),
+        ])
+        .style(style)
+    });
+    let widths = [
+        Constraint::Length(6),
+        Constraint::Min(14),
+        Constraint::Length(11),
+        Constraint::Length(21),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(8),
+    ];
+    let table = Table::new(rows, widths)
+        .header(heading)
+        .block(Block::new().borders(Borders::TOP));
+    frame.render_widget(table, body);
+    frame.render_widget(
+        Paragraph::new("s: sort (activity, bytes queued, id)   q: quit"),
+        foot,
+    );
+}
+
+struct View<'a> {
+    now: &'a MapSnapshot,
+    before: Option<&'a MapSnapshot>,
+    sort: Sort,
+    address: &'a str,
+}
+
+/// The screen's thread: a snapshot a second, keys in between. Returns when the user quits,
+/// the server stops (`quit` cancelled by a signal) or the map is gone; cancels `quit` either
+/// way.
+fn screen(handle: MapHandle, address: String, quit: CancellationToken) -> io::Result<()> {
+    let _quit = quit.clone().drop_guard();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut terminal = ratatui::try_init()?;
+    let result = (|| -> io::Result<()> {
+        let mut before: Option<MapSnapshot> = None;
+        let mut sort = Sort::Activity;
+        loop {
+            let now = runtime.block_on(async {
+                tokio::select! {
+                    now = handle.snapshot() => now.ok(),
+                    () = quit.cancelled() => None,
+                }
+            });
+            let Some(now) = now else {
+                return Ok(()); // the server stopped, or the map is gone
+            };
+            let next = Instant::now() + Duration::from_secs(1);
+            let mut fresh = true;
+            loop {
+                if std::mem::take(&mut fresh) {
+                    terminal.draw(|frame| {
+                        draw(
+                            frame,
+                            &View {
+                                now: &now,
+                                before: before.as_ref(),
+                                sort,
+                                address: &address,
+                            },
+                        )
+                    })?;
+                }
+                if quit.is_cancelled() {
+                    return Ok(());
+                }
+                // Short waits, so that a server stopped by a signal is noticed soon.
+                let left = next
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100));
+                if left.is_zero() {
+                    break;
+                }
+                if !event::poll(left)? {
+                    continue;
+                }
+                if let Event::Key(key) = event::read()? {
+                    if key.kind != KeyEventKind::Press {
+                        continue;
+                    }
+                    match key.code {
+                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                            return Ok(())
+                        }
+                        KeyCode::Char('s') => {
+                            sort = sort.next();
+                            fresh = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            before = Some(now);
+        }
+    })();
+    ratatui::restore();
+    result
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    use std::io::IsTerminal;
+    support::init_tracing();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let demo_mode = args.iter().any(|a| a == "--demo");
+    args.retain(|a| a != "--demo");
+    let address = match args.as_slice() {
+        [] => "127.0.0.1:8080".to_string(),
+        [one] => one.clone(),
+        [_, extra, ..] => {
+            return support::fail(
+                "top",
+                format!("unexpected argument {extra:?} (usage: top [ADDR] [--demo])"),
+            )
+        }
+    };
+    if !io::stdout().is_terminal() {
+        return support::fail("top", "stdout is not a terminal: top draws a screen");
+    }
+    let address = match support::parse_inet(&address) {
+        Ok(address) => address,
+        Err(e) => return support::fail("top", e),
+    };
+    let bound = match start(address) {
+        Ok(bound) => bound,
+        Err(e) => return support::fail("top", e),
+    };
+    let _peers = match demo_mode.then(demo).transpose() {
+        Ok(peers) => peers,
+        Err(e) => return support::fail("top", e),
+    };
+    let map = asyncore::socket_map();
+    let quit = CancellationToken::new();
+    let screen = {
+        let handle = map.handle();
+        let quit = quit.clone();
+        let address = bound.to_string();
+        std::thread::spawn(move || screen(handle, address, quit))
+    };
+    let stop = quit.clone();
+    let served = map
+        .run_until(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = support::signal() => {}
+            }
+        })
+        .await;
+    let result = served.and(map.shutdown(support::GRACE).await);
+    // The screen thread sees this within 100 ms (or the user quit it already); either way it
+    // restores the terminal before the exit.
+    quit.cancel();
+    let shown = screen.join();
+    match (result, shown) {
+        (Err(e), _) => support::fail("top", e),
+        (Ok(()), Ok(Ok(()))) => ExitCode::SUCCESS,
+        (Ok(()), Ok(Err(e))) => support::fail("top", e),
+        (Ok(()), Err(_)) => support::fail("top", "the screen thread panicked"),
+    }
+}

@@ -1,0 +1,66 @@
+//! `examples/port_forwarder`, the classic asyncore recipe ported line for line, as a black box:
+//! real clients through it to a real remote end, both directions, byte for byte.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use util::programs::{assert_fails_in_one_line, example, Program};
+use util::LIMIT;
+
+/// Sends `data` through the forwarder while reading the answer; the answer.
+fn exchange(forwarder: std::net::SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let stream = TcpStream::connect_timeout(&forwarder, LIMIT).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let len = data.len();
+    let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
+    let mut answer = vec![0; len];
+    (&stream)
+        .read_exact(&mut answer)
+        .expect("every byte came back through the forwarder");
+    writing.join().unwrap();
+    answer
+}
+
+/// Four clients at once, 1 MiB each, both ways, byte for byte; then a clean exit on SIGTERM.
+#[test]
+fn forwards_both_ways_byte_for_byte() {
+    const CLIENTS: usize = 4;
+    let (remote, remote_thread) = util::complement_server(CLIENTS);
+    let remote = remote.to_string();
+    let mut command = Command::new(example("port_forwarder"));
+    command.args(["127.0.0.1:0", &remote]);
+    let forwarder = Program::start(command);
+    let address = forwarder.address;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let data: Vec<u8> = (0..1u32 << 20)
+                    .map(|i| (i * 31 + client as u32) as u8)
+                    .collect();
+                let expected: Vec<u8> = data.iter().map(|b| !b).collect();
+                assert!(exchange(address, data) == expected, "client {client}");
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (status, stderr) = forwarder.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    remote_thread.join().unwrap();
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    assert_fails_in_one_line("port_forwarder", &[], "usage");
+    assert_fails_in_one_line("port_forwarder", &["127.0.0.1:0"], "usage");
+    assert_fails_in_one_line(
+        "port_forwarder",
+        &["127.0.0.1:0", "nonsense"],
+        "invalid address",
+    );
+}
