@@ -1,4 +1,5 @@
-//! The command line: `smtp_server [--command-timeout SECS] [--data-timeout SECS] [ADDR]`.
+//! The command line: `smtp_server [--command-timeout SECS] [--data-timeout SECS]
+//! [--tls-cert FILE --tls-key FILE] [ADDR]`.
 //!
 //! Options come before or after the address, as `--name VALUE` or `--name=VALUE`. Anything
 //! else is an error in one line (printed by `main`), with the usage.
@@ -6,7 +7,8 @@
 use std::time::Duration;
 
 /// The usage line shown with every command-line error.
-pub const USAGE: &str = "smtp_server [--command-timeout SECS] [--data-timeout SECS] [ADDR]";
+pub const USAGE: &str =
+    "smtp_server [--command-timeout SECS] [--data-timeout SECS] [--tls-cert FILE --tls-key FILE] [ADDR]";
 
 /// The address served without an `ADDR` argument.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8025";
@@ -41,6 +43,10 @@ pub struct Options {
     /// `ADDR`, not yet parsed ([`DEFAULT_ADDRESS`] without one).
     pub address: String,
     pub timeouts: Timeouts,
+    /// `--tls-cert` and `--tls-key`: the certificate chain and key that `STARTTLS` serves
+    /// (both or neither; checked by whoever reads the files).
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 /// Parses the arguments (without the program name).
@@ -48,6 +54,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
     let mut args = args.into_iter();
     let mut address = None;
     let mut timeouts = Timeouts::default();
+    let (mut tls_cert, mut tls_key) = (None, None);
     while let Some(arg) = args.next() {
         if !arg.starts_with('-') || arg == "-" {
             if address.is_some() {
@@ -61,21 +68,40 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> 
             None => (arg.as_str(), None),
         };
         let slot = match name {
-            "--command-timeout" => &mut timeouts.command,
-            "--data-timeout" => &mut timeouts.data,
+            "--command-timeout" => Slot::Seconds(&mut timeouts.command),
+            "--data-timeout" => Slot::Seconds(&mut timeouts.data),
+            "--tls-cert" => Slot::File(&mut tls_cert),
+            "--tls-key" => Slot::File(&mut tls_key),
             _ => return Err(format!("unknown option {name:?} (usage: {USAGE})")),
         };
         let Some(value) = inline.or_else(|| args.next()) else {
-            return Err(format!("option {name} needs a value (SECS)"));
+            let what = match slot {
+                Slot::Seconds(_) => "SECS",
+                Slot::File(_) => "FILE",
+            };
+            return Err(format!("option {name} needs a value ({what})"));
         };
-        *slot = seconds(&value).ok_or_else(|| {
-            format!("invalid {name} {value:?} (expected seconds, more than 0 and at most {MAX_TIMEOUT_SECS})")
-        })?;
+        match slot {
+            Slot::File(file) => *file = Some(value),
+            Slot::Seconds(timeout) => {
+                *timeout = seconds(&value).ok_or_else(|| {
+                    format!("invalid {name} {value:?} (expected seconds, more than 0 and at most {MAX_TIMEOUT_SECS})")
+                })?
+            }
+        }
     }
     Ok(Options {
         address: address.unwrap_or_else(|| DEFAULT_ADDRESS.to_string()),
         timeouts,
+        tls_cert,
+        tls_key,
     })
+}
+
+/// Where an option's value goes.
+enum Slot<'a> {
+    Seconds(&'a mut Duration),
+    File(&'a mut Option<String>),
 }
 
 /// A positive number of seconds, fractions allowed (`300`, `0.5`), at most a day.
@@ -101,7 +127,9 @@ mod tests {
             parsed(&[]),
             Ok(Options {
                 address: DEFAULT_ADDRESS.into(),
-                timeouts: Timeouts::default()
+                timeouts: Timeouts::default(),
+                tls_cert: None,
+                tls_key: None,
             })
         );
         assert_eq!(Timeouts::default().command, Duration::from_secs(300));
@@ -119,8 +147,15 @@ mod tests {
                 timeouts: Timeouts {
                     command: Duration::from_secs(7),
                     data: Duration::from_millis(2500),
-                }
+                },
+                tls_cert: None,
+                tls_key: None,
             })
+        );
+        let options = parsed(&["--tls-cert", "c.pem", "--tls-key=k.pem"]).unwrap();
+        assert_eq!(
+            (options.tls_cert.as_deref(), options.tls_key.as_deref()),
+            (Some("c.pem"), Some("k.pem"))
         );
         // The last of a repeated option counts.
         let options = parsed(&["--data-timeout=1", "--data-timeout=2"]).unwrap();
@@ -150,6 +185,7 @@ mod tests {
                 "invalid --data-timeout \"86401\"",
             ),
             (&["a:1", "b:2"], "unexpected argument \"b:2\""),
+            (&["--tls-cert"], "option --tls-cert needs a value (FILE)"),
         ] {
             let error = parsed(args).unwrap_err();
             assert!(error.starts_with(expect), "{args:?}: {error}");

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example smtp_server [--command-timeout SECS] [--data-timeout SECS] [ADDR]
 //! python3 -c 'import smtplib; smtplib.SMTP("127.0.0.1", 8025).sendmail("a@b", ["c@d"], "Subject: hi\r\n\r\nhello\r\n")'
+//! cargo run --release --example smtp_server -- --tls-cert cert.pem --tls-key key.pem [ADDR]
 //! ```
 //!
 //! `ADDR` defaults to 127.0.0.1:8025. Stdout has the `listening on IP:PORT` line, then each
@@ -32,6 +33,19 @@
 //! 30 s, to take what is queued, and then the connection closes regardless. smtpd has no
 //! timeouts.
 //!
+//! # STARTTLS
+//!
+//! With `--tls-cert FILE --tls-key FILE` (a PEM certificate chain and its key) the `EHLO` reply
+//! advertises `STARTTLS`, and the command upgrades the connection (RFC 3207): the
+//! `220 Ready to start TLS` reply goes out in the clear, the handshake follows
+//! ([`Chat::start_tls_server`]), and the conversation starts again from the greeting, now
+//! protected (the session's rules are in [`session`]'s docs). Whatever the client sent after
+//! `STARTTLS` in the clear, before the handshake, is discarded, never executed (RFC 3207 §4.2;
+//! the command injection of CVE-2011-0411): bytes already read are dropped here, and bytes that
+//! arrive later are not TLS, so the handshake fails on them and the connection closes. A
+//! client that ends a protected conversation without TLS's `close_notify` has ended it, as an
+//! end of file would: a message counts only once its final `.` came.
+//!
 //! The pieces, as in smtpd:
 //!
 //! - [`SmtpServer`] (smtpd's `SMTPServer`): the listener; it starts a channel per connection.
@@ -57,9 +71,11 @@ mod syntax;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
+use asyncore::tls::{self, ServerConfig};
 use asyncore::{Address, Channel, Dispatcher, InterestScope};
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -67,7 +83,7 @@ use tracing::{debug, info, warn};
 
 use cli::Timeouts;
 use message::Message;
-use session::{Action, Session};
+use session::{Action, Session, Starttls};
 
 const PROGRAM: &str = "smtp_server";
 const BACKLOG: u32 = 128;
@@ -78,18 +94,24 @@ const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The listener: smtpd's `SMTPServer`.
 struct SmtpServer {
     timeouts: Timeouts,
+    /// What `STARTTLS` serves, if the server offers it.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl SmtpServer {
     /// Listens on `address` with a listener in this thread's default map; returns the bound
     /// address.
-    fn start(address: SocketAddr, timeouts: Timeouts) -> io::Result<Address> {
+    fn start(
+        address: SocketAddr,
+        timeouts: Timeouts,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> io::Result<Address> {
         let mut channel = Channel::create_socket(support::family_of(&address))?;
         channel.set_reuse_addr()?;
         channel.bind(address)?;
         channel.listen(BACKLOG)?;
         let bound = channel.local_addr()?;
-        asyncore::add(channel, SmtpServer { timeouts })?;
+        asyncore::add(channel, SmtpServer { timeouts, tls })?;
         Ok(bound)
     }
 }
@@ -117,12 +139,22 @@ impl Dispatcher for SmtpServer {
             return Ok(()); // not from an IP listener: cannot happen here
         };
         info!(%peer, "incoming connection");
-        let session = Session::new(address_literal(&local), peer.ip(), session::DATA_SIZE_LIMIT);
+        let starttls = match self.tls {
+            Some(_) => Starttls::Offered,
+            None => Starttls::Unavailable,
+        };
+        let session = Session::new(
+            address_literal(&local),
+            peer.ip(),
+            session::DATA_SIZE_LIMIT,
+            starttls,
+        );
         // The first command is awaited from now (the greeting is on its way).
         conn.set_timeout(self.timeouts.command);
         let map = channel.map().expect("the server is in a map");
         // An error here concerns this connection only: returned, it would close the listener.
-        if let Err(e) = map.add(conn, SmtpChannel::start(session, self.timeouts)) {
+        let handler = SmtpChannel::start(session, self.timeouts, self.tls.clone());
+        if let Err(e) = map.add(conn, handler) {
             warn!(%peer, "cannot serve the connection: {e}");
         }
         Ok(())
@@ -150,6 +182,8 @@ fn address_literal(local: &SocketAddr) -> String {
 struct SmtpChannel {
     session: Session,
     timeouts: Timeouts,
+    /// What `STARTTLS` serves (the session offers it only with one).
+    tls: Option<Arc<ServerConfig>>,
     /// `QUIT` was answered or the client finished sending: read no more.
     done_reading: bool,
     /// The chat closes once the queued replies are sent (`QUIT`, the client's end of file, a
@@ -207,12 +241,17 @@ impl DataClock {
 
 impl SmtpChannel {
     /// The channel's dispatcher, with the greeting queued (sent by the first write event).
-    fn start(session: Session, timeouts: Timeouts) -> AsyncChat<SmtpChannel> {
+    fn start(
+        session: Session,
+        timeouts: Timeouts,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> AsyncChat<SmtpChannel> {
         let mut chat = Chat::new(Session::TERMINATOR);
         push(&mut chat, session.greeting());
         let handler = SmtpChannel {
             session,
             timeouts,
+            tls,
             done_reading: false,
             closing: false,
             data_clock: DataClock::new(Instant::now()),
@@ -220,7 +259,12 @@ impl SmtpChannel {
         AsyncChat::with_chat(handler, chat)
     }
 
-    fn act(&mut self, chat: &mut Chat, actions: Vec<Action>) {
+    fn act(
+        &mut self,
+        chat: &mut Chat,
+        channel: &mut Channel,
+        actions: Vec<Action>,
+    ) -> io::Result<()> {
         for action in actions {
             match action {
                 Action::Reply(reply) => push(chat, reply),
@@ -229,8 +273,28 @@ impl SmtpChannel {
                     self.done_reading = true;
                     self.close_when_done(chat);
                 }
+                Action::StartTls => self.start_tls(chat, channel)?,
             }
         }
+        Ok(())
+    }
+
+    /// `STARTTLS` was answered `220` (pushed, not sent yet): TLS starts after that reply.
+    /// What the client sent after the command arrived in the clear and is dropped unread.
+    fn start_tls(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
+        let config = self
+            .tls
+            .clone()
+            .expect("the session offers STARTTLS only with a configuration");
+        let pipelined = chat.take_unparsed();
+        if !pipelined.is_empty() {
+            warn!(
+                peer = %self.session.peer(),
+                bytes = pipelined.len(),
+                "discarded what the client sent in the clear after STARTTLS"
+            );
+        }
+        chat.start_tls_server(channel, config)
     }
 
     /// Closes once the queued replies are sent; see [`CLOSING_TIMEOUT`] for the bound.
@@ -291,7 +355,7 @@ impl ChatHandler for SmtpChannel {
         let was_closing = self.closing;
         let was_in_data = self.session.in_data();
         let actions = self.session.found_terminator();
-        self.act(chat, actions);
+        self.act(chat, channel, actions)?;
         if was_closing {
             // What follows a `421` is read and ignored; it does not move the deadline.
             return Ok(());
@@ -363,6 +427,21 @@ impl ChatHandler for SmtpChannel {
         Ok(())
     }
 
+    /// A protected conversation that ends without TLS's `close_notify` ends as at an end of
+    /// file; any other error (a failed handshake, a reset) closes the connection, in a line.
+    fn handle_error(&mut self, chat: &mut Chat, channel: &mut Channel, error: io::Error) {
+        if tls::is_truncation(&error) {
+            debug!(peer = %self.session.peer(), "the client closed without close_notify");
+            if let Err(e) = self.handle_read_eof(chat, channel) {
+                warn!(peer = %self.session.peer(), "closing: {e}");
+                channel.close();
+            }
+            return;
+        }
+        warn!(peer = %self.session.peer(), "closing the connection: {error}");
+        channel.close();
+    }
+
     fn handle_close(&mut self, chat: &mut Chat, channel: &mut Channel) -> io::Result<()> {
         let shutting_down = channel
             .map()
@@ -394,8 +473,12 @@ async fn main() -> ExitCode {
         Ok(address) => address,
         Err(e) => return support::fail(PROGRAM, e),
     };
+    let tls = match support::tls_config(options.tls_cert.as_deref(), options.tls_key.as_deref()) {
+        Ok(tls) => tls,
+        Err(e) => return support::fail(PROGRAM, e),
+    };
     // What `support::serve` does, after this program's own argument parsing.
-    match SmtpServer::start(address, options.timeouts) {
+    match SmtpServer::start(address, options.timeouts, tls) {
         Ok(bound) => support::announce(bound),
         Err(e) => return support::fail(PROGRAM, e),
     }
@@ -433,7 +516,7 @@ mod tests {
         let server = std::thread::spawn(move || {
             runtime.block_on(async move {
                 let listen = "127.0.0.1:0".parse().unwrap();
-                let bound = SmtpServer::start(listen, timeouts).unwrap();
+                let bound = SmtpServer::start(listen, timeouts, None).unwrap();
                 let address = bound.as_inet().unwrap();
                 let (done, finished) = tokio::sync::oneshot::channel();
                 let peer = std::thread::spawn(move || {

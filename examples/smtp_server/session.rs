@@ -32,6 +32,16 @@
 //!   whether the extensions apply (`EHLO`: `SIZE`, parameters, the longer `MAIL` line);
 //! - a client that lets a timeout pass gets [`Session::timed_out`]'s `421` (smtpd has no
 //!   timeouts; the transport keeps the clock).
+//!
+//! # STARTTLS
+//!
+//! smtpd has no TLS. A session made with [`Starttls::Offered`] advertises `STARTTLS` in its
+//! `EHLO` reply and implements it as RFC 3207 says: `220 Ready to start TLS` and
+//! [`Action::StartTls`] for the transport; from then on the session is as it was right after the
+//! greeting (the client's `EHLO` and any transaction are forgotten, so the client greets
+//! again), and it neither advertises nor accepts `STARTTLS` again (`503`). `STARTTLS` during a
+//! transaction is refused (`503`, as Postfix does), and one with an argument gets `501`. A
+//! session without TLS does not know the command (`500`, as smtpd answers it).
 
 use std::net::IpAddr;
 
@@ -60,6 +70,21 @@ pub enum Action {
     Deliver(Message),
     /// Close once every reply is sent (`close_when_done`): the client said `QUIT`.
     CloseWhenDone,
+    /// Start TLS once the replies before it are on their way, in the clear: the client said
+    /// `STARTTLS`. Nothing the client sent after the command may count as part of the
+    /// protected conversation.
+    StartTls,
+}
+
+/// Whether the session offers `STARTTLS` (RFC 3207), and how far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Starttls {
+    /// The server has no certificate: the command is unknown.
+    Unavailable,
+    /// Advertised in the `EHLO` reply, and accepted.
+    Offered,
+    /// TLS is on: neither advertised nor accepted again.
+    Active,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +101,7 @@ pub struct Session {
     peer: IpAddr,
     data_size_limit: usize,
     state: State,
+    starttls: Starttls,
     /// The `HELO`/`EHLO` argument; `None` until the client greeted.
     seen_greeting: Option<String>,
     extended_smtp: bool,
@@ -96,12 +122,19 @@ impl Session {
     /// A session with a client at `peer`, which names this server `hostname` (in the greeting
     /// and the `EHLO` reply) and accepts messages of at most `data_size_limit` bytes (smtpd's
     /// 0 for "no limit" is not offered: a debugging server keeps messages in memory).
-    pub fn new(hostname: String, peer: IpAddr, data_size_limit: usize) -> Session {
+    /// `starttls` is [`Starttls::Offered`] when the server can start TLS.
+    pub fn new(
+        hostname: String,
+        peer: IpAddr,
+        data_size_limit: usize,
+        starttls: Starttls,
+    ) -> Session {
         Session {
             hostname,
             peer,
             data_size_limit,
             state: State::Command,
+            starttls,
             seen_greeting: None,
             extended_smtp: false,
             mail_from: None,
@@ -244,6 +277,7 @@ impl Session {
             "MAIL" => self.mail(arg),
             "RCPT" => self.rcpt(arg),
             "DATA" => self.data(arg),
+            "STARTTLS" if self.starttls != Starttls::Unavailable => self.start_tls(arg),
             _ => reply(format!(
                 "500 Error: command \"{}\" not recognized",
                 command.escape_default()
@@ -270,6 +304,9 @@ impl Session {
         let mut lines = vec![format!("250-{}", self.hostname)];
         lines.push(format!("250-SIZE {}", self.data_size_limit));
         lines.push("250-8BITMIME".into()); // the message is passed on as bytes, unchanged
+        if self.starttls == Starttls::Offered {
+            lines.push("250-STARTTLS".into());
+        }
         lines.push("250 HELP".into());
         lines.into_iter().map(Action::Reply).collect()
     }
@@ -281,10 +318,38 @@ impl Session {
         self.extended_smtp = extended;
     }
 
+    /// `STARTTLS` (RFC 3207): the reply in the clear, then TLS, then the session as it was
+    /// after the greeting: what the client said in the clear is forgotten.
+    fn start_tls(&mut self, arg: Option<&str>) -> Vec<Action> {
+        if has_argument(arg) {
+            return reply("501 Syntax: STARTTLS");
+        }
+        if self.starttls == Starttls::Active {
+            return reply("503 Error: TLS already active");
+        }
+        if self.mail_from.is_some() {
+            return reply("503 Error: MAIL transaction in progress");
+        }
+        self.starttls = Starttls::Active;
+        self.reset_transaction();
+        self.seen_greeting = None;
+        self.extended_smtp = false;
+        vec![
+            Action::Reply("220 Ready to start TLS".into()),
+            Action::StartTls,
+        ]
+    }
+
     fn help(&self, arg: Option<&str>) -> Vec<Action> {
         const SUPPORTED: &str = "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY";
+        let tls = self.starttls != Starttls::Unavailable;
+        let supported = if tls {
+            format!("{SUPPORTED} STARTTLS")
+        } else {
+            SUPPORTED.to_string()
+        };
         let Some(topic) = arg.filter(|a| !a.is_empty()) else {
-            return reply(format!("250 {SUPPORTED}"));
+            return reply(format!("250 {supported}"));
         };
         let extension = if self.extended_smtp {
             " [SP <mail-parameters>]"
@@ -298,7 +363,8 @@ impl Session {
             "RCPT" => format!("RCPT TO: <address>{extension}"),
             "VRFY" => "VRFY <address>".to_string(),
             verb @ ("DATA" | "RSET" | "NOOP" | "QUIT") => verb.to_string(),
-            _ => return reply(format!("501 {SUPPORTED}")),
+            "STARTTLS" if tls => "STARTTLS".to_string(),
+            _ => return reply(format!("501 {supported}")),
         };
         reply(format!("250 Syntax: {syntax}"))
     }
@@ -478,7 +544,21 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session::new("[127.0.0.1]".into(), "127.0.0.1".parse().unwrap(), 32)
+        Session::new(
+            "[127.0.0.1]".into(),
+            "127.0.0.1".parse().unwrap(),
+            32,
+            Starttls::Unavailable,
+        )
+    }
+
+    fn session_with_tls() -> Session {
+        Session::new(
+            "[127.0.0.1]".into(),
+            "127.0.0.1".parse().unwrap(),
+            32,
+            Starttls::Offered,
+        )
     }
 
     /// Sends one record (in two pieces, as a transport may) and returns the reply lines.
@@ -742,6 +822,58 @@ mod tests {
             [Action::Reply("221 Bye".into()), Action::CloseWhenDone]
         );
         assert_eq!(s.found_terminator_after(b"NOOP"), []);
+    }
+
+    #[test]
+    fn starttls_is_unknown_without_tls() {
+        let mut s = session();
+        assert_eq!(line(&mut s, b"EHLO client").len(), 4);
+        assert_eq!(
+            last(&mut s, b"STARTTLS"),
+            "500 Error: command \"STARTTLS\" not recognized"
+        );
+        assert!(!last(&mut s, b"HELP").contains("STARTTLS"));
+    }
+
+    /// RFC 3207: advertised after EHLO; 220 and TLS; then the state after the greeting (the
+    /// EHLO forgotten), and no second STARTTLS.
+    #[test]
+    fn starttls_resets_the_session_and_happens_once() {
+        let mut s = session_with_tls();
+        assert_eq!(
+            line(&mut s, b"EHLO client"),
+            [
+                "250-[127.0.0.1]",
+                "250-SIZE 32",
+                "250-8BITMIME",
+                "250-STARTTLS",
+                "250 HELP"
+            ]
+        );
+        assert_eq!(last(&mut s, b"STARTTLS now"), "501 Syntax: STARTTLS");
+        assert_eq!(last(&mut s, b"MAIL FROM:<a@b>"), "250 OK");
+        assert_eq!(
+            last(&mut s, b"STARTTLS"),
+            "503 Error: MAIL transaction in progress"
+        );
+        assert_eq!(last(&mut s, b"RSET"), "250 OK");
+        assert_eq!(
+            s.found_terminator_after(b"starttls"),
+            [
+                Action::Reply("220 Ready to start TLS".into()),
+                Action::StartTls
+            ]
+        );
+        assert_eq!(
+            last(&mut s, b"MAIL FROM:<a@b>"),
+            "503 Error: send HELO first"
+        );
+        assert_eq!(
+            line(&mut s, b"EHLO client"),
+            ["250-[127.0.0.1]", "250-SIZE 32", "250-8BITMIME", "250 HELP"]
+        );
+        assert_eq!(last(&mut s, b"STARTTLS"), "503 Error: TLS already active");
+        assert_eq!(last(&mut s, b"HELP STARTTLS"), "250 Syntax: STARTTLS");
     }
 
     impl Session {

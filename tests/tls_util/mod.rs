@@ -1,10 +1,10 @@
 //! Certificates made at test time (rcgen), as rustls configurations and as PEM files for the
-//! example programs and Python's `ssl`; the directory is removed when the `Certs` is dropped.
+//! example programs and Python's `ssl`, in a directory of their own (`util::TempPath`, removed
+//! with the `Certs`).
 
 #![allow(dead_code)] // each test file uses part of it
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use asyncore::tls::{self, ClientConfig, ServerConfig};
@@ -13,11 +13,13 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use super::util::TempPath;
+
 /// A test CA, a server certificate it signed for `localhost`, 127.0.0.1 and ::1, an expired
 /// one, and a second CA that signed nothing the server uses: all as PEM files in a fresh
 /// directory.
 pub struct Certs {
-    pub dir: PathBuf,
+    pub dir: TempPath,
     /// The CA's certificate: what clients trust.
     pub ca: PathBuf,
     /// The server's certificate (the chain: itself, signed by the CA) and key.
@@ -34,12 +36,8 @@ pub const NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 impl Certs {
     pub fn new() -> Certs {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("asyncore-tls-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempPath::new("certs");
+        std::fs::create_dir(&dir).unwrap();
         let write = |name: &str, text: String| {
             let path = dir.join(name);
             std::fs::write(&path, text).unwrap();
@@ -93,12 +91,6 @@ impl Certs {
 
     pub fn path(&self, p: &Path) -> String {
         p.to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
