@@ -643,9 +643,20 @@ fn a_request_to_a_map_nobody_runs_is_loud() {
 /// `Map::wake`; turned on again with a short interval, the audit finds the next one.
 #[test]
 fn the_audit_can_be_turned_off_and_on() {
+    audit_off_and_on(false);
+}
+
+/// The same with the map on the main thread of a multi-thread runtime, whose I/O driver and
+/// timers run on the workers.
+#[test]
+fn the_audit_can_be_turned_off_and_on_multi_thread() {
+    audit_off_and_on(true);
+}
+
+fn audit_off_and_on(multi_thread: bool) {
     let captured = Captured::default();
     tracing::dispatcher::with_default(&captured.dispatch(tracing::Level::WARN), || {
-        block_on(async {
+        let test = async {
             let (channel, peer) = util::socket_pair();
             peer.set_nonblocking(true).unwrap();
             let map = Map::new();
@@ -687,6 +698,11 @@ fn the_audit_can_be_turned_off_and_on() {
             );
             assert!(map.wake(id));
             map.close_all();
-        })
+        };
+        if multi_thread {
+            block_on_multi(test)
+        } else {
+            block_on(test)
+        }
     });
 }
