@@ -56,6 +56,7 @@ impl LoopState {
     }
 
     /// The `ExitNow` a callback returned, if any; the loop may run again afterwards.
+    #[inline]
     pub(crate) fn take_exit(&self) -> Option<io::Error> {
         if !self.exiting.replace(false) {
             return None;
@@ -71,8 +72,16 @@ impl LoopState {
 
     /// Makes the running loop's task the one [`wake_runner`](LoopState::wake_runner) wakes;
     /// true when it already was (its waker unchanged since the last poll).
+    ///
+    /// Inlined: at one message per wake-up, the loop's task is polled once per message.
+    #[inline]
     pub(crate) fn register_runner(&self, cx: &Context<'_>) -> bool {
         let mut slot = self.runner.borrow_mut();
+        if let Some(known) = &*slot {
+            if known.will_wake(cx.waker()) {
+                return true;
+            }
+        }
         let known = slot.as_ref().is_some_and(|w| same_waker(w, cx.waker()));
         if !known {
             *slot = Some(cx.waker().clone());

@@ -12,121 +12,20 @@ use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use asyncore::{Address, Channel, ChannelId, Dispatcher, Family, InterestScope, Map};
+use asyncore::{Address, Channel, Dispatcher, Family, InterestScope, Map};
 use bytes::{Buf, BytesMut};
 use util::log::Captured;
 use util::{block_on, block_on_multi, listener, LIMIT};
 
 // ---------------------------------------------------------------------------------------------
-// A port forwarder, ported line for line from the classic asyncore recipe: a receiver (the
-// client's connection) and a sender (the connection to the remote end) share two buffers; each
-// one's `writable()` reads the buffer the other one's `handle_read` fills. No wake calls.
+// The port forwarder of `examples/port_forwarder`, ported line for line from the classic asyncore
+// recipe: a receiver (the client's connection) and a sender (the connection to the remote end)
+// share two buffers; each one's `writable()` reads the buffer the other one's `handle_read`
+// fills. No wake calls.
 
-#[derive(Default)]
-struct Buffers {
-    to_remote: BytesMut,
-    from_remote: BytesMut,
-    receiver: Option<ChannelId>,
-    sender: Option<ChannelId>,
-}
-
-struct Forwarder {
-    remote: Address,
-}
-
-impl Dispatcher for Forwarder {
-    fn handle_accepted(
-        &mut self,
-        channel: &mut Channel,
-        conn: Channel,
-        _: Address,
-    ) -> io::Result<()> {
-        let map = channel.map().expect("in a map");
-        let buffers = Rc::new(RefCell::new(Buffers::default()));
-        let receiver = map.add(
-            conn,
-            Receiver {
-                buffers: buffers.clone(),
-            },
-        )?;
-        let mut remote = Channel::create_socket(Family::of(&self.remote))?;
-        remote.connect(&self.remote)?;
-        let sender = map.add(
-            remote,
-            Sender {
-                buffers: buffers.clone(),
-            },
-        )?;
-        let mut b = buffers.borrow_mut();
-        b.receiver = Some(receiver);
-        b.sender = Some(sender);
-        Ok(())
-    }
-}
-
-struct Receiver {
-    buffers: Rc<RefCell<Buffers>>,
-}
-
-impl Dispatcher for Receiver {
-    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let read = channel.recv(4096)?;
-        self.buffers.borrow_mut().to_remote.extend_from_slice(&read);
-        Ok(())
-    }
-    fn writable(&self, _: &Channel) -> bool {
-        !self.buffers.borrow().from_remote.is_empty()
-    }
-    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let mut b = self.buffers.borrow_mut();
-        let sent = channel.send(&b.from_remote)?;
-        b.from_remote.advance(sent);
-        Ok(())
-    }
-    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let map = channel.map();
-        channel.close();
-        if let (Some(map), Some(sender)) = (map, self.buffers.borrow().sender) {
-            map.close_channel(sender);
-        }
-        Ok(())
-    }
-}
-
-struct Sender {
-    buffers: Rc<RefCell<Buffers>>,
-}
-
-impl Dispatcher for Sender {
-    fn handle_connect(&mut self, _: &mut Channel) -> io::Result<()> {
-        Ok(())
-    }
-    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let read = channel.recv(4096)?;
-        self.buffers
-            .borrow_mut()
-            .from_remote
-            .extend_from_slice(&read);
-        Ok(())
-    }
-    fn writable(&self, _: &Channel) -> bool {
-        !self.buffers.borrow().to_remote.is_empty()
-    }
-    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let mut b = self.buffers.borrow_mut();
-        let sent = channel.send(&b.to_remote)?;
-        b.to_remote.advance(sent);
-        Ok(())
-    }
-    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let map = channel.map();
-        channel.close();
-        if let (Some(map), Some(receiver)) = (map, self.buffers.borrow().receiver) {
-            map.close_channel(receiver);
-        }
-        Ok(())
-    }
-}
+#[path = "../examples/port_forwarder/forwarder.rs"]
+mod forwarder;
+use forwarder::Forwarder;
 
 /// A client that sends `data` through the forwarder while reading the answer, and returns the
 /// answer once it has as many bytes as it sent.
@@ -643,9 +542,20 @@ fn a_request_to_a_map_nobody_runs_is_loud() {
 /// `Map::wake`; turned on again with a short interval, the audit finds the next one.
 #[test]
 fn the_audit_can_be_turned_off_and_on() {
+    audit_off_and_on(false);
+}
+
+/// The same with the map on the main thread of a multi-thread runtime, whose I/O driver and
+/// timers run on the workers.
+#[test]
+fn the_audit_can_be_turned_off_and_on_multi_thread() {
+    audit_off_and_on(true);
+}
+
+fn audit_off_and_on(multi_thread: bool) {
     let captured = Captured::default();
     tracing::dispatcher::with_default(&captured.dispatch(tracing::Level::WARN), || {
-        block_on(async {
+        let test = async {
             let (channel, peer) = util::socket_pair();
             peer.set_nonblocking(true).unwrap();
             let map = Map::new();
@@ -687,6 +597,11 @@ fn the_audit_can_be_turned_off_and_on() {
             );
             assert!(map.wake(id));
             map.close_all();
-        })
+        };
+        if multi_thread {
+            block_on_multi(test)
+        } else {
+            block_on(test)
+        }
     });
 }

@@ -519,10 +519,18 @@ impl Channel {
     /// silently shortened datagram; see [`recvfrom`](Channel::recvfrom).
     #[inline]
     pub fn recv(&mut self, max: usize) -> io::Result<Bytes> {
-        if let Io::Datagram(_) = self.io {
-            return self.receive_datagram(max, false).map(|(data, _)| data);
+        match &self.io {
+            // The common case, one layer shorter than through `recv_buf` (which a TLS
+            // channel's records go through).
+            Io::Stream(stream) if max > 0 && self.tls.is_none() => {
+                let drains = self.urgent.is_none();
+                let (data, read) =
+                    with_receive_buffer(max, |buf| Ok(stream.try_read_buf(buf, drains)))?;
+                self.received(read).map(|_| data)
+            }
+            Io::Datagram(_) => self.receive_datagram(max, false).map(|(data, _)| data),
+            _ => with_receive_buffer(max, |buf| self.recv_buf(buf)).map(|(data, _)| data),
         }
-        with_receive_buffer(max, |buf| self.recv_buf(buf)).map(|(data, _)| data)
     }
 
     /// Receives into `buf`'s spare capacity, appending at most `buf.remaining_mut()` bytes;

@@ -17,6 +17,18 @@ pub(crate) enum Phase {
     Expt,
 }
 
+impl Phase {
+    /// Whether `ready` has this phase's event for a channel that wanted `want`.
+    #[inline]
+    fn fires(self, ready: Ready, want: Interest) -> bool {
+        match self {
+            Phase::Read => ready.is_read() && want.is_read(),
+            Phase::Write => ready.is_write() && want.is_write(),
+            Phase::Expt => ready.is_expt(),
+        }
+    }
+}
+
 /// asyncore's order: all read events, then all write events, then urgent data (per channel
 /// when free-running; per pass, over all ready channels, in lock-step).
 pub(crate) const PHASES: [Phase; 3] = [Phase::Read, Phase::Write, Phase::Expt];
@@ -29,7 +41,11 @@ impl Entry {
             self.tls_phase(record);
         }
         for phase in PHASES {
-            self.phase_event(phase, ready, want, record);
+            // Tested here too, inlined: most wake-ups bring one kind of event, and the phases
+            // without one then cost a test each rather than a call.
+            if phase.fires(ready, want) {
+                self.phase_event(phase, ready, want, record);
+            }
         }
     }
 
@@ -40,7 +56,9 @@ impl Entry {
     /// - write: `handle_connect` if pending, then `handle_write` (never on a listener);
     /// - urgent data: `handle_expt`, or `handle_close` if a socket error is pending
     ///   (asyncore's `handle_expt_event`).
-    #[inline]
+    ///
+    /// Not inlined: a wake-up rarely runs more than one phase, and one body shared by the
+    /// three is less code to run through than three copies of it.
     pub(crate) fn phase_event(
         &self,
         phase: Phase,
@@ -48,12 +66,7 @@ impl Entry {
         want: Interest,
         record: &mut Record<'_>,
     ) {
-        let fires = match phase {
-            Phase::Read => ready.is_read() && want.is_read(),
-            Phase::Write => ready.is_write() && want.is_write(),
-            Phase::Expt => ready.is_expt(),
-        };
-        if !fires || self.stopping() {
+        if !phase.fires(ready, want) || self.stopping() {
             return;
         }
         let mut channel = self.channel.borrow_mut();

@@ -14,11 +14,20 @@ impl Entry {
     /// bytes), and `TLS` when the channel's TLS session has an event. Never `WRITE` for a
     /// listener, always `WRITE` while a connect is pending, no `READ` once the peer finished
     /// sending. A panic in `readable`/`writable` goes to `handle_error` and yields no interest.
+    /// Nothing for a closed channel.
+    #[inline]
     pub(crate) fn interest(&self) -> (Interest, Ready) {
+        self.interest_if_open()
+            .unwrap_or((Interest::NONE, Ready::NONE))
+    }
+
+    /// [`interest`](Entry::interest), or `None` once the channel is closed: the channel's task
+    /// learns both with one look.
+    pub(crate) fn interest_if_open(&self) -> Option<(Interest, Ready)> {
         let asked = {
             let channel = self.channel.borrow();
             if channel.is_closed() {
-                return (Interest::NONE, Ready::NONE);
+                return None;
             }
             let dispatcher = self.dispatcher.borrow();
             catch_unwind(AssertUnwindSafe(|| {
@@ -41,10 +50,10 @@ impl Entry {
                 (want, ready)
             }))
         };
-        asked.unwrap_or_else(|payload| {
+        Some(asked.unwrap_or_else(|payload| {
             self.fail(panic_error(payload, "readable/writable"), &mut None);
             (Interest::NONE, Ready::NONE)
-        })
+        }))
     }
 
     /// If the task waits with an interest the dispatcher no longer gives, pokes it to ask

@@ -135,11 +135,6 @@ impl Entry {
         entry
     }
 
-    #[inline]
-    fn done(&self) -> bool {
-        self.channel.borrow().is_closed()
-    }
-
     /// Whether callbacks must wait: the loop was told to stop.
     #[inline]
     fn stopping(&self) -> bool {
@@ -168,20 +163,19 @@ impl Entry {
 }
 
 /// The channel's task: ask, wait, dispatch, repeat until closed.
+///
+/// Completions are looked for only after a poke: delivering one pokes the task, and the poke
+/// stays until the task's next wait sees it, so none waits longer than the callback running.
 pub(crate) async fn drive(entry: Rc<Entry>) {
-    loop {
-        if entry.has_completions() {
-            entry.run_completions();
-        }
-        if entry.done() {
-            break;
-        }
-        let (want, ready) = entry.interest();
+    while let Some((want, ready)) = entry.interest_if_open() {
         entry.asked(want);
         if !ready.is_empty() {
             // Input is buffered: it is handled now, not when the socket speaks again.
             entry.saw(ready);
             entry.dispatch(ready, want, &mut None);
+            if entry.has_completions() {
+                entry.run_completions();
+            }
             tokio::task::coop::consume_budget().await;
             continue;
         }
@@ -200,7 +194,12 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
                 entry.timeout_event();
                 tokio::task::coop::consume_budget().await;
             }
-            wait::Wake::Poked => tokio::task::coop::consume_budget().await,
+            wait::Wake::Poked => {
+                if entry.has_completions() {
+                    entry.run_completions();
+                }
+                tokio::task::coop::consume_budget().await;
+            }
         }
     }
 }

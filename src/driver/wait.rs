@@ -28,6 +28,7 @@ impl Entry {
 
     /// The channel task's wait: a poke, the deadline, or readiness; nothing but a poke while
     /// the map is paused.
+    #[inline]
     pub(super) fn poll_wake(&self, cx: &mut Context<'_>, want: Interest) -> Poll<Wake> {
         if self.poked.take() {
             return Poll::Ready(Wake::Poked);
