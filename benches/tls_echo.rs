@@ -8,13 +8,15 @@
 //! cargo bench --bench tls_echo                 # messages per second, interleaved rounds
 //! cargo bench --bench tls_echo -- callgrind    # user-space instructions per message
 //! cargo bench --bench tls_echo -- quick        # one short round of each (a smoke run)
-//! cargo bench --bench tls_echo -- c1 16KiB     # only the points whose names contain these
+//! cargo bench --bench tls_echo -- c64 4KiB     # only the points whose names contain these
 //! ```
 //!
 //! Both servers are child processes: this bench binary itself, started again with
 //! `--serve crate|native CERT KEY`, so that each can run under `valgrind --tool=callgrind`.
 //! Each point is measured crate, native, crate, native… and the table shows medians over the
-//! rounds and the ratio crate / native. C = 1 pins the servers and the generator to CPU 0 (as
+//! rounds and the ratio crate / native: messages per second, and the server's CPU time per
+//! message (`/proc/PID/task/*/schedstat`, read at both ends of the window, as `echo_load`
+//! does). C = 1 pins the servers and the generator to CPU 0 (as
 //! `echo_load` does; waking the other vCPU costs more than the echo). The callgrind mode zeroes
 //! the server's counters after a warm-up (handshakes done), runs a fixed number of rounds and
 //! divides the instructions by the messages; at C = 1 the generator pauses 1 ms after each
@@ -80,15 +82,26 @@ impl Point {
     }
 }
 
+/// C = 64 at 4 KiB and 64 KiB (one record, and four) and the handshake rate are the points
+/// with targets; 64 B shows the reactor's share with little cryptography, alone (C = 1) and
+/// with company.
 fn points() -> Vec<Point> {
-    let mut points = Vec::new();
-    for conns in [1, 64] {
-        for size in [64, 16 * 1024] {
-            points.push(Point::Echo { conns, size });
-        }
-    }
-    points.push(Point::Handshake { workers: 8 });
-    points
+    vec![
+        Point::Echo { conns: 1, size: 64 },
+        Point::Echo {
+            conns: 64,
+            size: 64,
+        },
+        Point::Echo {
+            conns: 64,
+            size: 4 * 1024,
+        },
+        Point::Echo {
+            conns: 64,
+            size: 64 * 1024,
+        },
+        Point::Handshake { workers: 8 },
+    ]
 }
 
 fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
@@ -121,9 +134,11 @@ fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
         )
     } else {
         format!(
-            "tls_echo: messages per second (handshake: connections per second), medians of \
-             {rounds} interleaved round(s); ratio = crate / native\n\n| point | crate \
-             (asyncore + TLS) | native (tokio-rustls) | ratio |\n|---|---|---|---|\n"
+            "tls_echo: messages per second (handshake: connections per second) and the \
+             server's CPU µs per message, medians of {rounds} interleaved round(s); ratio = \
+             crate / native\n\n| point | rate crate (asyncore + TLS) | rate native \
+             (tokio-rustls) | ratio | CPU µs/msg crate | CPU µs/msg native | ratio \
+             |\n|---|---|---|---|---|---|---|\n"
         )
     };
     let selected = |p: &Point| {
@@ -133,13 +148,18 @@ fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
     };
     for point in points().into_iter().filter(selected) {
         pin_all(point, &servers, "0")?;
+        // Per server: instructions per message, or messages per second; CPU per message.
         let mut figures = [Vec::new(), Vec::new()];
+        let mut cpu = [Vec::new(), Vec::new()];
         let mut messages = 0;
         for _ in 0..rounds {
             for (i, server) in servers.iter().enumerate() {
                 let figure = if callgrind {
                     let (warm_up, measured) = match point {
                         Point::Echo { conns: 1, .. } => (100, if quick { 200 } else { 1000 }),
+                        Point::Echo { size, .. } if size >= 64 * 1024 => {
+                            (2, if quick { 4 } else { 10 })
+                        }
                         Point::Echo { .. } => (5, if quick { 10 } else { 40 }),
                         Point::Handshake { .. } => (5, if quick { 10 } else { 40 }),
                     };
@@ -153,7 +173,10 @@ fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
                     } else {
                         Duration::from_secs(1)
                     };
-                    runtime.block_on(timed(server.address, &client, point, window))?
+                    let (rate, cpu_per_message) =
+                        runtime.block_on(timed(server, &client, point, window))?;
+                    cpu[i].push(cpu_per_message);
+                    rate
                 };
                 figures[i].push(figure);
             }
@@ -168,11 +191,13 @@ fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
                 ours / native
             )
         } else {
+            let [cpu_ours, cpu_native] = cpu.map(|v| median(&v));
             writeln!(
                 text,
-                "| {} | {ours:.0} | {native:.0} | {:.2} |",
+                "| {} | {ours:.0} | {native:.0} | {:.2} | {cpu_ours:.2} | {cpu_native:.2} | {:.2} |",
                 point.name(),
-                ours / native
+                ours / native,
+                cpu_ours / cpu_native
             )
         };
     }
@@ -264,13 +289,15 @@ async fn one_connection(address: SocketAddr, client: &Client, round: u64) -> io:
     Ok(())
 }
 
-/// Messages (or connections) per second over `window`, after a warm-up.
+/// Messages (or connections) per second over `window`, after a warm-up, and the server's CPU
+/// time per message (µs) in that window.
 async fn timed(
-    address: SocketAddr,
+    server: &Server,
     client: &Client,
     point: Point,
     window: Duration,
-) -> io::Result<f64> {
+) -> io::Result<(f64, f64)> {
+    let address = server.address;
     let warm_up = Duration::from_millis(300);
     let (workers, size) = match point {
         Point::Echo { conns, size } => (conns, size),
@@ -309,16 +336,41 @@ async fn timed(
             Ok(counted)
         }));
     }
-    let total = local
+    let cpu_ns = local.spawn_local({
+        let pid = server.pid;
+        async move {
+            tokio::time::sleep_until(start.into()).await;
+            let before = cpu_ns(pid)?;
+            tokio::time::sleep_until(end.into()).await;
+            io::Result::Ok(cpu_ns(pid)? - before)
+        }
+    });
+    let (total, cpu_ns) = local
         .run_until(async {
             let mut total = 0;
             for task in tasks {
                 total += task.await.map_err(io::Error::other)??;
             }
-            io::Result::Ok(total)
+            let cpu_ns = cpu_ns.await.map_err(io::Error::other)??;
+            io::Result::Ok((total, cpu_ns))
         })
         .await?;
-    Ok(total as f64 / window.as_secs_f64())
+    let per_message = cpu_ns as f64 / 1000.0 / total.max(1) as f64;
+    Ok((total as f64 / window.as_secs_f64(), per_message))
+}
+
+/// The CPU time (user and system) the threads of process `pid` have used, in ns.
+fn cpu_ns(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        total += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other("unreadable schedstat"))?;
+    }
+    Ok(total)
 }
 
 /// Instructions the server spent on `measured` rounds per worker, after `warm_up` rounds (and
