@@ -713,7 +713,7 @@ impl Channel {
     /// `Pending` leaves the task registered for a wake-up. The reactor's one readiness poll.
     #[inline]
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
-        if self.polls_tls() {
+        if self.tls.is_some() {
             return self.poll_tls(cx, want);
         }
         let polled = self.io.poll_ready(cx, want);

@@ -175,19 +175,15 @@ impl Channel {
         self.tls.as_mut()?.take_event()
     }
 
-    /// Whether the reactor polls the channel through its TLS session ([`Tls::poll`]): TLS is
-    /// on and no connect is pending (the handshake starts once it is done).
-    #[inline]
-    pub(crate) fn polls_tls(&self) -> bool {
-        self.tls.is_some() && !self.connecting
-    }
-
-    /// The reactor's poll of a TLS channel ([`Tls::poll`]).
+    /// The reactor's poll of a TLS channel: through its session ([`Tls::poll`]), or, while a
+    /// connect is pending, the socket's own poll (the handshake starts once it is done). Out
+    /// of line, so that a plaintext channel's poll pays one test for it.
+    #[cold]
     #[inline(never)]
-    pub(crate) fn poll_tls(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
+    pub(super) fn poll_tls(&mut self, cx: &mut Context<'_>, want: Interest) -> Poll<Ready> {
         match (self.tls.as_mut(), &self.io) {
-            (Some(tls), Io::Stream(stream)) => tls.poll(stream, cx, want),
-            _ => Poll::Pending,
+            (Some(tls), Io::Stream(stream)) if !self.connecting => tls.poll(stream, cx, want),
+            _ => self.io.poll_ready(cx, want),
         }
     }
 
@@ -196,7 +192,7 @@ impl Channel {
     /// done).
     #[inline]
     pub(crate) fn polls_alone(&self) -> bool {
-        self.polls_tls()
+        self.tls.is_some() && !self.connecting
     }
 
     /// `recv` of a TLS channel.

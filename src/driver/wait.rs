@@ -40,14 +40,10 @@ impl Entry {
                     return Poll::Ready(Wake::Timeout);
                 }
             }
-            if !want.is_empty() {
+            // A TLS channel is polled even when its dispatcher wants nothing: its session may
+            // have a handshake to drive or records to flush.
+            if !want.is_empty() || channel.polls_alone() {
                 if let Poll::Ready(ready) = channel.poll_ready(cx, want) {
-                    return Poll::Ready(Wake::Io(ready));
-                }
-            } else if channel.polls_alone() {
-                // A TLS channel is polled even when its dispatcher wants nothing: its session
-                // may have a handshake to drive or records to flush.
-                if let Poll::Ready(ready) = channel.poll_tls(cx, want) {
                     return Poll::Ready(Wake::Io(ready));
                 }
             }
