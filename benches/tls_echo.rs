@@ -1,8 +1,8 @@
-//! TLS echo: this crate's echo dispatcher with TLS on its channels (the handler of
-//! `examples/echo_server`, the listener starting TLS on every accepted connection) against a
-//! native tokio-rustls echo server (a task per connection, `read_buf` into a reused 64 KiB
-//! buffer, `write_all`), same rustls, same *ring* provider, same certificate, both on a
-//! current-thread runtime, under one load generator of tokio-rustls clients.
+//! TLS echo: this crate's `examples/echo_server --tls-cert CERT --tls-key KEY` (its
+//! handler unchanged, the listener starting TLS on every accepted connection) against a native
+//! tokio-rustls echo server (a task per connection, `read_buf` into a reused 64 KiB buffer,
+//! `write_all`), same rustls, same *ring* provider, same certificate, both on a current-thread
+//! runtime, under one load generator of tokio-rustls clients.
 //!
 //! ```text
 //! cargo bench --bench tls_echo                 # messages per second, interleaved rounds
@@ -11,12 +11,12 @@
 //! cargo bench --bench tls_echo -- c64 4KiB     # only the points whose names contain these
 //! ```
 //!
-//! Both servers are child processes: this bench binary itself, started again with
-//! `--serve crate|native CERT KEY`, so that each can run under `valgrind --tool=callgrind`.
-//! Each point is measured crate, native, crate, native… and the table shows medians over the
-//! rounds and the ratio crate / native: messages per second, and the server's CPU time per
-//! message (`/proc/PID/task/*/schedstat`, read at both ends of the window, as `echo_load`
-//! does). C = 1 pins the servers and the generator to CPU 0 (as
+//! Both servers are child processes (`benches/support/child.rs`), so that each can run under
+//! `valgrind --tool=callgrind`: the example's release build, and this bench binary started
+//! again with `--serve CERT KEY`. Each point is measured crate, native, crate, native… and the
+//! table shows medians over the rounds and the ratio crate / native: messages per second, and
+//! the server's CPU time per message (`/proc/PID/task/*/schedstat`, read at both ends of the
+//! window, as `echo_load` does). C = 1 pins the servers and the generator to CPU 0 (as
 //! `echo_load` does; waking the other vCPU costs more than the echo). The callgrind mode zeroes
 //! the server's counters after a warm-up (handshakes done), runs a fixed number of rounds and
 //! divides the instructions by the messages; at C = 1 the generator pauses 1 ms after each
@@ -24,27 +24,31 @@
 //! `handshake` point is a new connection per message: connect, handshake, one 64 B echo,
 //! close_notify; its figures are per connection.
 
+#[path = "support/child.rs"]
+mod child;
+
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use child::{cpu_ns, example, pin, Callgrind, Server};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
-const LIMIT: Duration = Duration::from_secs(60);
 const PAUSE: Duration = Duration::from_millis(1);
 const SERVERS: [&str; 2] = ["crate", "native"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(at) = args.iter().position(|a| a == "--serve") {
-        let (kind, cert, key) = (&args[at + 1], &args[at + 2], &args[at + 3]);
-        if let Err(e) = serve::run(kind, Path::new(cert), Path::new(key)) {
+        let (cert, key) = (&args[at + 1], &args[at + 2]);
+        if let Err(e) = native::run(Path::new(cert), Path::new(key)) {
             eprintln!("tls_echo server: {e}");
             std::process::exit(1);
         }
@@ -112,7 +116,7 @@ fn bench(quick: bool, callgrind: bool, filters: &[&str]) -> io::Result<()> {
     }
     let servers: Vec<Server> = SERVERS
         .iter()
-        .map(|kind| Server::start(kind, &certs, callgrind.then_some(out.as_path())))
+        .map(|kind| start_server(kind, &certs, callgrind.then_some(out.as_path())))
         .collect::<io::Result<_>>()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -230,21 +234,6 @@ fn pin_all(point: Point, servers: &[Server], cpus: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn pin(pid: u32, cpus: &str) -> io::Result<()> {
-    run(Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
-        .stdout(Stdio::null()))
-}
-
-fn run(command: &mut Command) -> io::Result<()> {
-    let status = command.status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("{command:?} failed: {status}")))
-    }
-}
-
 // ----- the load -----
 
 type Client = Arc<rustls::ClientConfig>;
@@ -359,20 +348,6 @@ async fn timed(
     Ok((total as f64 / window.as_secs_f64(), per_message))
 }
 
-/// The CPU time (user and system) the threads of process `pid` have used, in ns.
-fn cpu_ns(pid: u32) -> io::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-        total += schedstat
-            .split_whitespace()
-            .next()
-            .and_then(|ns| ns.parse::<u64>().ok())
-            .ok_or_else(|| io::Error::other("unreadable schedstat"))?;
-    }
-    Ok(total)
-}
-
 /// Instructions the server spent on `measured` rounds per worker, after `warm_up` rounds (and
 /// every handshake of the echo points) outside the count: (messages, instructions).
 async fn counted(
@@ -449,251 +424,64 @@ async fn counted(
 
 // ----- the servers, as child processes -----
 
-struct Server {
-    child: Child,
-    pid: u32,
-    address: SocketAddr,
-    name: &'static str,
-    callgrind_out: Option<PathBuf>,
+/// The server `kind` (under callgrind with `callgrind`): `examples/echo_server --tls-cert
+/// CERT --tls-key KEY` for the crate, this bench binary again (`--serve CERT KEY`) for the
+/// native one.
+fn start_server(
+    kind: &'static str,
+    certs: &certs::Certs,
+    callgrind: Option<&Path>,
+) -> io::Result<Server> {
+    let (program, args) = if kind == "crate" {
+        let args = [
+            OsStr::new("--tls-cert"),
+            certs.cert.as_os_str(),
+            OsStr::new("--tls-key"),
+            certs.key.as_os_str(),
+            OsStr::new("127.0.0.1:0"),
+        ];
+        (example("echo_server")?, args.to_vec())
+    } else {
+        let args = [
+            OsStr::new("--serve"),
+            certs.cert.as_os_str(),
+            certs.key.as_os_str(),
+        ];
+        (std::env::current_exe()?, args.to_vec())
+    };
+    let callgrind = callgrind.map(|dir| Callgrind {
+        dir,
+        counting: true,
+    });
+    Server::start(kind, kind, &program, &args, callgrind)
 }
 
-impl Server {
-    fn start(
-        kind: &'static str,
-        certs: &certs::Certs,
-        callgrind: Option<&Path>,
-    ) -> io::Result<Server> {
-        let exe = std::env::current_exe()?;
-        let (mut command, callgrind_out) = match callgrind {
-            None => (Command::new(&exe), None),
-            Some(dir) => {
-                let file = dir.join(format!("{kind}.out"));
-                let mut command = Command::new("valgrind");
-                command.args([
-                    "--tool=callgrind",
-                    "--quiet",
-                    &format!("--callgrind-out-file={}", file.display()),
-                ]);
-                command.arg(&exe);
-                (command, Some(file))
-            }
-        };
-        let mut child = command
-            .args(["--serve", kind])
-            .arg(&certs.cert)
-            .arg(&certs.key)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(LIMIT)
-            .map_err(|_| io::Error::other(format!("the {kind} server did not start")))?;
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("the {kind} server said {line:?}")))?;
-        Ok(Server {
-            pid: child.id(),
-            child,
-            address,
-            name: kind,
-            callgrind_out,
-        })
-    }
-
-    fn callgrind(&self, what: &str) -> io::Result<()> {
-        run(Command::new("callgrind_control")
-            .arg(what)
-            .arg(self.pid.to_string())
-            .stdout(Stdio::null()))
-    }
-
-    /// Dumps the counters; the instructions since the last zeroing.
-    fn callgrind_dump(&self) -> io::Result<u64> {
-        let file = self.callgrind_out.as_ref().expect("under callgrind");
-        let dir = file.parent().expect("a directory");
-        let prefix = file
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .into_owned();
-        let dumps = || -> io::Result<Vec<PathBuf>> {
-            Ok(std::fs::read_dir(dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                })
-                .collect())
-        };
-        let old = dumps()?;
-        self.callgrind("-d")?;
-        let new: Vec<PathBuf> = dumps()?.into_iter().filter(|p| !old.contains(p)).collect();
-        let [dump] = new.as_slice() else {
-            return Err(io::Error::other(format!(
-                "{}: expected one new dump, found {new:?}",
-                self.name
-            )));
-        };
-        let text = std::fs::read_to_string(dump)?;
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("summary:")
-                    .or_else(|| l.strip_prefix("totals:"))
-            })
-            .and_then(|n| n.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no totals in {}", dump.display())))
-    }
-
-    fn stop(mut self) -> io::Result<()> {
-        run(Command::new("kill").args(["-TERM", &self.pid.to_string()]))?;
-        let deadline = Instant::now() + LIMIT;
-        while self.child.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "the {} server did not exit",
-                    self.name
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-mod serve {
-    //! The two servers: `--serve crate` and `--serve native`.
+mod native {
+    //! The native server, `--serve CERT KEY`: a task per connection with tokio-rustls.
 
     use std::io;
     use std::path::Path;
     use std::sync::Arc;
 
-    use asyncore::{tls, Address, Channel, Dispatcher, Family, InterestScope};
-    use bytes::{Buf, Bytes};
+    use asyncore::tls;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    pub(super) fn run(kind: &str, cert: &Path, key: &Path) -> io::Result<()> {
+    pub(super) fn run(cert: &Path, key: &Path) -> io::Result<()> {
         let config = Arc::new(tls::server_config(cert, key)?);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        match kind {
-            "crate" => runtime.block_on(crate_server(config)),
-            "native" => runtime.block_on(native_server(config)),
-            _ => Err(io::Error::other(format!("no server {kind:?}"))),
-        }
+        runtime.block_on(serve(config))
     }
 
-    fn announce(address: std::net::SocketAddr) {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {address}");
-        let _ = out.flush();
-    }
-
-    /// `examples/echo_server`'s handler, on a TLS channel.
-    struct EchoHandler {
-        unsent: Bytes,
-        closing: bool,
-    }
-
-    impl Dispatcher for EchoHandler {
-        fn interest_scope(&self) -> InterestScope {
-            InterestScope::Own
-        }
-        fn readable(&self, _: &Channel) -> bool {
-            self.unsent.is_empty()
-        }
-        fn writable(&self, _: &Channel) -> bool {
-            !self.unsent.is_empty()
-        }
-        fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-            let data = channel.recv(128 * 1024)?;
-            if !data.is_empty() {
-                let sent = channel.send(&data)?;
-                self.unsent = data.slice(sent..);
-            }
-            Ok(())
-        }
-        fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-            let sent = channel.send(&self.unsent)?;
-            self.unsent.advance(sent);
-            if self.closing && self.unsent.is_empty() {
-                channel.close();
-            }
-            Ok(())
-        }
-        fn handle_read_eof(&mut self, channel: &mut Channel) -> io::Result<()> {
-            self.closing = true;
-            if self.unsent.is_empty() {
-                channel.close();
-            }
-            Ok(())
-        }
-        fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
-            channel.close();
-            Ok(())
-        }
-        fn handle_error(&mut self, channel: &mut Channel, _: io::Error) {
-            channel.close();
-        }
-    }
-
-    struct EchoServer(Arc<tls::ServerConfig>);
-
-    impl Dispatcher for EchoServer {
-        fn handle_accepted(
-            &mut self,
-            channel: &mut Channel,
-            mut conn: Channel,
-            _: Address,
-        ) -> io::Result<()> {
-            conn.start_tls_server(self.0.clone())?;
-            let handler = EchoHandler {
-                unsent: Bytes::new(),
-                closing: false,
-            };
-            channel.map().expect("in a map").add(conn, handler)?;
-            Ok(())
-        }
-    }
-
-    async fn crate_server(config: Arc<tls::ServerConfig>) -> io::Result<()> {
-        let mut channel = Channel::create_socket(Family::Inet)?;
-        channel.set_reuse_addr()?;
-        channel.bind("127.0.0.1:0")?;
-        channel.listen(1024)?;
-        let address = channel.local_addr()?.as_inet().expect("inet");
-        let map = asyncore::socket_map();
-        map.add(channel, EchoServer(config))?;
-        announce(address);
-        map.run_until(async {
-            let _ = asyncore::shutdown_signal().await;
-        })
-        .await?;
-        map.shutdown(std::time::Duration::from_secs(1)).await
-    }
-
-    async fn native_server(config: Arc<tls::ServerConfig>) -> io::Result<()> {
+    async fn serve(config: Arc<tls::ServerConfig>) -> io::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        announce(listener.local_addr()?);
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {}", listener.local_addr()?);
+            let _ = out.flush();
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let serve = async {
             loop {

@@ -59,7 +59,7 @@ fn start(specs: &[Spec], idle: usize, callgrind: Option<Callgrind>) -> io::Resul
     raise_open_files(idle as u64 + 1024)?;
     specs
         .iter()
-        .map(|spec| Server::start(spec, callgrind))
+        .map(|spec| crate::server::start(spec, callgrind))
         .collect()
 }
 

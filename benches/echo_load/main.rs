@@ -46,6 +46,8 @@
 //! server then skips its wait depends on the size of its reads, and the native figure for
 //! 64 KiB moves between about 1000 and 1800 instructions from run to run.
 
+#[path = "../support/child.rs"]
+mod child;
 mod generator;
 mod idle_channels;
 mod idle_holder;
@@ -179,7 +181,7 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
     let runtime = runtime()?;
     let servers: Vec<Server> = SERVERS
         .iter()
-        .map(|spec| Server::start(spec, None))
+        .map(|spec| server::start(spec, None))
         .collect::<io::Result<_>>()?;
     let mut table = Table::new(&format!(
         "echo_load: {rounds} round(s), {window:?} window after {warmup:?} warm-up, medians; \
@@ -208,7 +210,7 @@ fn load(quick: bool, filters: &[&str]) -> io::Result<()> {
         let mut per_conn = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..rounds {
             for (i, spec) in specs.iter().enumerate() {
-                let server = Server::start(spec, None)?;
+                let server = server::start(spec, None)?;
                 let bytes = runtime.block_on(idle_memory(&server, conns))?;
                 server.stop()?;
                 per_conn[i].push(bytes);
@@ -267,7 +269,7 @@ fn instructions(quick: bool, paced: bool, filters: &[&str]) -> io::Result<()> {
                 dir: &out,
                 counting: true,
             };
-            Server::start(spec, Some(callgrind))
+            server::start(spec, Some(callgrind))
         })
         .collect::<io::Result<_>>()?;
     let pace = if paced {

@@ -1,14 +1,14 @@
-//! The servers under test: child processes (perhaps under callgrind), their CPU time and memory
-//! from `/proc`, and the commands around them.
+//! The servers under test: which programs, with which arguments, and the process limits the
+//! idle points need; the child processes themselves are `benches/support/child.rs`'s.
 
-use std::io::{self, BufRead, BufReader};
-use std::net::SocketAddr;
+use std::ffi::OsStr;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
-use crate::LIMIT;
+use crate::child::example;
+pub(crate) use crate::child::{pin, Callgrind, Server};
 
 // ---------------------------------------------------------------------------------------------
 // What runs
@@ -88,220 +88,24 @@ pub(crate) fn python() -> Option<&'static Path> {
         .as_deref()
 }
 
-/// How a server runs under valgrind.
-#[derive(Clone, Copy)]
-pub(crate) struct Callgrind<'a> {
-    /// Where the dumps go.
-    pub(crate) dir: &'a Path,
-    /// Whether callgrind counts from the start; if not, it runs uninstrumented (several times
-    /// faster) until [`Server::instrument`] turns counting on.
-    pub(crate) counting: bool,
-}
-
-// ---------------------------------------------------------------------------------------------
-// The servers
-
-pub(crate) struct Server {
-    pub(crate) name: &'static str,
-    pub(crate) child: Child,
-    pub(crate) pid: u32,
-    pub(crate) address: SocketAddr,
-    /// Where callgrind writes its dumps, when the server runs under it.
-    pub(crate) callgrind_out: Option<PathBuf>,
-}
-
-impl Server {
-    pub(crate) fn start(spec: &Spec, callgrind: Option<Callgrind>) -> io::Result<Server> {
-        let name = spec.label;
-        let (binary, script) = match spec.program {
-            Program::Example(example_name) => (example(example_name)?, None),
-            Program::Python(script) => {
-                let python = python().ok_or_else(|| {
-                    io::Error::other("no Python with asyncore (set ECHO_LOAD_PYTHON)")
-                })?;
-                let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("benches/echo_load")
-                    .join(script);
-                (python.to_path_buf(), Some(script))
-            }
-        };
-        let (mut command, callgrind_out) = match callgrind {
-            None => (Command::new(&binary), None),
-            Some(Callgrind { dir, counting }) => {
-                let file = dir.join(format!("{}.out", spec.slug));
-                let mut command = Command::new("valgrind");
-                command.args([
-                    "--tool=callgrind",
-                    "--quiet",
-                    &format!("--instr-atstart={}", if counting { "yes" } else { "no" }),
-                    &format!("--callgrind-out-file={}", file.display()),
-                ]);
-                command.arg(&binary);
-                (command, Some(file))
-            }
-        };
-        let mut child = command
-            .args(script)
-            .args(spec.args)
-            .arg("127.0.0.1:0")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot start {}: {e}", binary.display()))
+/// Starts the server `spec` describes (under callgrind with `callgrind`) on `127.0.0.1:0`.
+pub(crate) fn start(spec: &Spec, callgrind: Option<Callgrind<'_>>) -> io::Result<Server> {
+    let (binary, script) = match spec.program {
+        Program::Example(example_name) => (example(example_name)?, None),
+        Program::Python(script) => {
+            let python = python().ok_or_else(|| {
+                io::Error::other("no Python with asyncore (set ECHO_LOAD_PYTHON)")
             })?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(LIMIT)
-            .map_err(|_| io::Error::other(format!("{name} did not say where it listens")))?;
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("{name}: unexpected first line {line:?}")))?;
-        Ok(Server {
-            name,
-            pid: child.id(),
-            child,
-            address,
-            callgrind_out,
-        })
-    }
-
-    /// CPU time of all the server's threads so far, in ns.
-    pub(crate) fn cpu_ns(&self) -> io::Result<u64> {
-        let mut total = 0;
-        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid))? {
-            let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-            total += schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse::<u64>().ok())
-                .ok_or_else(|| io::Error::other("unreadable schedstat"))?;
+            let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("benches/echo_load")
+                .join(script);
+            (python.to_path_buf(), Some(script))
         }
-        Ok(total)
-    }
-
-    pub(crate) fn rss_bytes(&self) -> io::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| io::Error::other("no VmRSS"))
-    }
-
-    pub(crate) fn callgrind(&self, what: &str) -> io::Result<()> {
-        run_quietly(
-            Command::new("callgrind_control")
-                .arg(what)
-                .arg(self.pid.to_string()),
-        )
-    }
-
-    /// Turns callgrind's counting on or off (a server started with `counting: false`).
-    pub(crate) fn instrument(&self, on: bool) -> io::Result<()> {
-        run_quietly(
-            Command::new("callgrind_control")
-                .args(["-i", if on { "on" } else { "off" }])
-                .arg(self.pid.to_string()),
-        )
-    }
-
-    /// Dumps the counters and returns the instructions since the last zeroing.
-    pub(crate) fn callgrind_dump(&self) -> io::Result<u64> {
-        let file = self.callgrind_out.as_ref().expect("under callgrind");
-        let dir = file.parent().expect("a directory");
-        let prefix = file
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .into_owned();
-        let dumps = |dir: &Path| -> io::Result<Vec<PathBuf>> {
-            Ok(std::fs::read_dir(dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                })
-                .collect())
-        };
-        let old = dumps(dir)?;
-        self.callgrind("-d")?;
-        let new: Vec<PathBuf> = dumps(dir)?
-            .into_iter()
-            .filter(|p| !old.contains(p))
-            .collect();
-        let [dump] = new.as_slice() else {
-            return Err(io::Error::other(format!(
-                "{}: expected one new callgrind dump, found {new:?}",
-                self.name
-            )));
-        };
-        let text = std::fs::read_to_string(dump)?;
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix("summary:")
-                    .or_else(|| l.strip_prefix("totals:"))
-            })
-            .and_then(|n| n.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no totals in {}", dump.display())))
-    }
-
-    /// SIGTERM, then a bounded wait for a clean exit.
-    pub(crate) fn stop(mut self) -> io::Result<()> {
-        run(Command::new("kill").args(["-TERM", &self.pid.to_string()]))?;
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(io::Error::other(format!(
-                        "{} exited with {status}",
-                        self.name
-                    )))
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return Err(io::Error::other(format!(
-                    "{} did not exit on SIGTERM",
-                    self.name
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The release build of example `name`, brought up to date first (`cargo bench` builds the
-/// bench, not the examples; a stale server would measure old code).
-fn example(name: &str) -> io::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR")))?;
-    Ok(target.join("release/examples").join(name))
+    };
+    let mut args: Vec<&OsStr> = script.iter().map(|s| s.as_os_str()).collect();
+    args.extend(spec.args.iter().map(OsStr::new));
+    args.push(OsStr::new("127.0.0.1:0"));
+    Server::start(spec.label, spec.slug, &binary, &args, callgrind)
 }
 
 /// How many file descriptors process `pid` has open.
@@ -338,44 +142,4 @@ pub(crate) fn raise_open_files(needed: u64) -> io::Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Pins every thread of process `pid` to `cpus` (a `taskset` list). `taskset -a` lists the
-/// threads, then sets each: a thread that ends in between (a server's stdout reader, a Tokio
-/// blocking thread) fails it, so it is tried again.
-pub(crate) fn pin(pid: u32, cpus: &str) -> io::Result<()> {
-    let mut attempts = 0;
-    loop {
-        let result =
-            run_quietly(Command::new("taskset").args(["-a", "-p", "-c", cpus, &pid.to_string()]));
-        attempts += 1;
-        if result.is_ok() || attempts == 5 {
-            return result;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// [`run`], its output ("sending command ... to pid ...") shown only if it fails.
-fn run_quietly(command: &mut Command) -> io::Result<()> {
-    let output = command.output()?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{command:?} failed: {}: {}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout).trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
-}
-
-fn run(command: &mut Command) -> io::Result<()> {
-    let status = command.status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("{command:?} failed: {status}")))
-    }
 }
