@@ -806,11 +806,7 @@ impl Dispatcher for ChatServer {
 // The program
 
 fn start(address: std::net::SocketAddr, config: Config) -> io::Result<(Address, SharedRoom)> {
-    let mut channel = Channel::create_socket(support::family_of(&address))?;
-    channel.set_reuse_addr()?;
-    channel.bind(address)?;
-    channel.listen(BACKLOG)?;
-    let bound = channel.local_addr()?;
+    let (channel, bound) = support::listener(address, BACKLOG)?;
     let room = Rc::new(RefCell::new(Room::new()));
     let map = asyncore::socket_map();
     map.add(

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
 use asyncore::{
-    Address, Buffered, Channel, ChannelId, ChannelSnapshot, ChannelState, Dispatcher,
-    InterestScope, MapHandle, MapSnapshot, SendBuffer,
+    Address, Channel, ChannelId, ChannelSnapshot, ChannelState, Dispatcher, InterestScope,
+    MapHandle, MapSnapshot,
 };
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
@@ -42,6 +42,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 use tokio_util::sync::CancellationToken;
+
+use support::EchoHandler;
 
 // ---------------------------------------------------------------------------------------------
 // The server: a chat room on asynchat
@@ -121,11 +123,7 @@ impl Dispatcher for Room {
 }
 
 fn start(address: std::net::SocketAddr) -> io::Result<Address> {
-    let mut listener = Channel::create_socket(support::family_of(&address))?;
-    listener.set_reuse_addr()?;
-    listener.bind(address)?;
-    listener.listen(128)?;
-    let bound = listener.local_addr()?;
+    let (listener, bound) = support::listener(address, 128)?;
     let members = Members::default();
     asyncore::add(listener, Room { members })?;
     Ok(bound)
@@ -146,30 +144,6 @@ impl Dispatcher for Spinner {
     }
 }
 
-/// `dispatcher_with_send`'s echo, which stops reading while its output is paused.
-struct Echo {
-    out: SendBuffer,
-}
-
-impl Dispatcher for Echo {
-    fn readable(&self, _: &Channel) -> bool {
-        !self.out.is_paused()
-    }
-    fn writable(&self, channel: &Channel) -> bool {
-        self.out.writable(channel)
-    }
-    fn buffered(&self, _: &Channel) -> Buffered {
-        self.out.buffered()
-    }
-    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let data = channel.recv(64 * 1024)?;
-        self.out.send(channel, data)
-    }
-    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-        self.out.handle_write(channel)
-    }
-}
-
 /// Adds the demo's channels; returns the peers, which must live as long as the server.
 fn demo() -> io::Result<Vec<std::os::unix::net::UnixStream>> {
     let (spinning, spinner_peer) = std::os::unix::net::UnixStream::pair()?;
@@ -182,12 +156,7 @@ fn demo() -> io::Result<Vec<std::os::unix::net::UnixStream>> {
     stalled.set_nonblocking(true)?;
     let channel = Channel::from_unix(tokio::net::UnixStream::from_std(stalled)?);
     channel.socket()?.set_send_buffer_size(8 * 1024)?;
-    asyncore::add(
-        channel,
-        Echo {
-            out: SendBuffer::new(),
-        },
-    )?;
+    asyncore::add(channel, EchoHandler::default())?;
     // The peer sends what the socket takes, and never reads the echo.
     sender.set_nonblocking(true)?;
     let burst = vec![b'.'; 64 * 1024];

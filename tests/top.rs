@@ -167,7 +167,7 @@ fn top_shows_the_map_live() {
         "{room}"
     );
     assert!(
-        row(&first, "Spinner").is_some() && row(&first, "Echo").is_some(),
+        row(&first, "Spinner").is_some() && row(&first, "EchoHandler").is_some(),
         "{first}"
     );
     assert!(first.contains("q: quit"), "{first}");
@@ -175,9 +175,9 @@ fn top_shows_the_map_live() {
     // The demo's channels get their marks (at the latest once a second snapshot compares).
     let marked = tmux.wait_for("spinning and stalled marks", |screen| {
         row(screen, "Spinner").is_some_and(|r| r.ends_with("spinning"))
-            && row(screen, "Echo").is_some_and(|r| r.ends_with("stalled"))
+            && row(screen, "EchoHandler").is_some_and(|r| r.ends_with("stalled"))
     });
-    let echo = row(&marked, "Echo").unwrap();
+    let echo = row(&marked, "EchoHandler").unwrap();
     assert!(echo.contains(" P "), "a paused output queue: {echo}");
 
     // A client joins the room: its row appears.

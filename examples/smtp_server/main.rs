@@ -84,11 +84,7 @@ impl SmtpServer {
     /// Listens on `address` with a listener in this thread's default map; returns the bound
     /// address.
     fn start(address: SocketAddr, timeouts: Timeouts) -> io::Result<Address> {
-        let mut channel = Channel::create_socket(support::family_of(&address))?;
-        channel.set_reuse_addr()?;
-        channel.bind(address)?;
-        channel.listen(BACKLOG)?;
-        let bound = channel.local_addr()?;
+        let (channel, bound) = support::listener(address, BACKLOG)?;
         asyncore::add(channel, SmtpServer { timeouts })?;
         Ok(bound)
     }
