@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::{connect, example, median, raise_fd_limit, Server};
+use support::{args, connect, env, example, median, raise_fd_limit, Server};
 
 const SERVERS: [&str; 2] = ["chat_server", "native_chat_server"];
 const LINE: usize = 64;
@@ -68,15 +68,9 @@ struct Sample {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = args();
     let quick = args.iter().any(|a| a == "quick");
-    let rounds: usize = std::env::var("CHAT_ROOM_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 });
+    let rounds: usize = env("CHAT_ROOM_ROUNDS", if quick { 1 } else { 3 });
     let (warmup, window) = if quick {
         (Duration::from_millis(300), Duration::from_secs(1))
     } else {

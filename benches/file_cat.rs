@@ -21,17 +21,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{example, median};
+use support::{env, example, median};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const CHUNK: usize = 64 * 1024;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Pipes `data` through `program`; returns the seconds it took.
 fn round(program: &Path, data: &Arc<Vec<u8>>) -> io::Result<f64> {

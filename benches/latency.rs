@@ -61,7 +61,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use support::{connect, example, median, raise_fd_limit, Server};
+use support::{args, connect, env, example, median, raise_fd_limit, Server};
 
 /// A chat line of the flood, newline included.
 const LINE: usize = 64;
@@ -182,18 +182,8 @@ impl Sample {
     }
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = args();
     let quick = args.iter().any(|a| a == "quick");
     let chosen: Vec<&str> = args
         .iter()

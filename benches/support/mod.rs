@@ -1,6 +1,6 @@
-//! What the benches that run example programs share: building an example, starting it as a
-//! server and reading its address, its peak memory, a bounded graceful stop, the limit on open
-//! files, loopback connections that leave no `TIME_WAIT` behind, medians.
+//! What the benches share: their arguments and environment, building an example, starting it
+//! as a server and reading its address, its peak memory, a bounded graceful stop, the limit on
+//! open files, loopback connections that leave no `TIME_WAIT` behind, medians.
 
 #![allow(dead_code)] // each bench uses part of it
 
@@ -27,6 +27,22 @@ pub fn example(name: &str) -> io::Result<PathBuf> {
         return Err(io::Error::other(format!("cannot build example {name}")));
     }
     Ok(target.join("release/examples").join(name))
+}
+
+/// The bench's arguments after `--` (without the `--bench` that cargo adds).
+pub fn args() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect()
+}
+
+/// Environment variable `name` as a number, or `default` when it is unset or not one.
+pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The median of `values` (the upper one of an even count).
