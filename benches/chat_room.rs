@@ -28,16 +28,17 @@
 //! loses lines (`Lagged`) where `chat_server` slows the talkers down instead; lost lines are not
 //! counted as relayed.
 
+mod support;
+
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use support::{args, connect, env, example, median, raise_fd_limit, Server};
 
 const SERVERS: [&str; 2] = ["chat_server", "native_chat_server"];
 const LINE: usize = 64;
@@ -67,15 +68,9 @@ struct Sample {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = args();
     let quick = args.iter().any(|a| a == "quick");
-    let rounds: usize = std::env::var("CHAT_ROOM_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 });
+    let rounds: usize = env("CHAT_ROOM_ROUNDS", if quick { 1 } else { 3 });
     let (warmup, window) = if quick {
         (Duration::from_millis(300), Duration::from_secs(1))
     } else {
@@ -153,14 +148,9 @@ fn main() {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 /// One round of one point against one server.
 fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> io::Result<Sample> {
-    let mut server = Server::start(binary)?;
+    let mut server = Server::start(binary, &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -214,21 +204,6 @@ fn measure(binary: &Path, point: Point, warmup: Duration, window: Duration) -> i
     result
 }
 
-async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
-    for _ in 0..50 {
-        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => {
-                // Closed with a reset: 10,000 connections a round would otherwise leave as
-                // many ports in TIME_WAIT, and a few rounds use up the ephemeral range.
-                asyncore::socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
-                return Ok(stream);
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-    Err(io::Error::other("cannot connect"))
-}
-
 /// Reads everything at full speed and counts the lines.
 async fn count_lines(mut reader: tokio::net::tcp::OwnedReadHalf, received: Rc<Cell<u64>>) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -260,98 +235,4 @@ async fn talk(mut writer: tokio::net::tcp::OwnedWriteHalf) {
     line[LINE - 1] = b'\n';
     let block: Vec<u8> = line.repeat(16);
     while writer.write_all(&block).await.is_ok() {}
-}
-
-struct Server {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Server {
-    fn start(binary: &Path) -> io::Result<Server> {
-        let mut child = Command::new(binary)
-            .arg("127.0.0.1:0")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let address = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("unexpected first line {line:?}")))?;
-        Ok(Server { child, address })
-    }
-
-    fn peak_rss(&self) -> io::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| io::Error::other("no VmHWM"))
-    }
-
-    /// SIGTERM, then waits (bounded) while the runtime keeps the members reading.
-    async fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Raises this process's `RLIMIT_NOFILE` to its hard limit (the servers inherit it).
-fn raise_fd_limit() -> io::Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Builds example `name` in release mode (a no-op when it is up to date) and returns its path.
-fn example(name: &str) -> io::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() {
-        return Err(io::Error::other(format!("cannot build example {name}")));
-    }
-    Ok(target.join("release/examples").join(name))
 }

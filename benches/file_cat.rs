@@ -13,42 +13,18 @@
 //! FILE_CAT_MIB=64 FILE_CAT_ROUNDS=11 cargo bench --bench file_cat
 //! ```
 
+mod support;
+
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::{env, example, median};
+
 const DEADLINE: Duration = Duration::from_secs(120);
 const CHUNK: usize = 64 * 1024;
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// The release build of example `name`, brought up to date first.
-fn example(name: &str) -> io::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()?;
-    if !status.success() {
-        return Err(io::Error::other(format!("cannot build example {name}")));
-    }
-    Ok(target.join("release/examples").join(name))
-}
 
 /// Pipes `data` through `program`; returns the seconds it took.
 fn round(program: &Path, data: &Arc<Vec<u8>>) -> io::Result<f64> {
@@ -120,7 +96,7 @@ fn main() -> io::Result<()> {
         ours.push(a);
         theirs.push(c);
     }
-    let (a, c) = (median(&mut ours), median(&mut theirs));
+    let (a, c) = (median(ours), median(theirs));
     println!(
         "  median: file_cat {a:.0} MB/s, cat {c:.0} MB/s, ratio {:.3}",
         a / c

@@ -14,6 +14,8 @@
 //! blocking std sockets on this thread (a writer thread per connection sends every line at
 //! once, the main thread reads the echo and checks every byte).
 
+mod support;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 use asyncore::chat::{AsyncChat, Chat, ChatHandler};
 use asyncore::{Address, Channel, Dispatcher, Family, Map};
 use bytes::Bytes;
+
+use support::{env, median};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -216,18 +220,6 @@ fn endless_line(server: SocketAddr, total: usize) -> (Vec<u64>, String) {
     (samples, answer)
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[values.len() / 2]
-}
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let lines = env("LINE_BENCH_LINES", 200_000);
     let rounds = env("LINE_BENCH_ROUNDS", 5).max(1);
@@ -258,7 +250,7 @@ fn main() {
         println!("{connections} connection(s):");
         println!("  AsyncChat line echo     lines/s: {}", fmt(&a));
         println!("  tokio-util LinesCodec   lines/s: {}", fmt(&t));
-        let (ma, mt) = (median(&mut a), median(&mut t));
+        let (ma, mt) = (median(a), median(t));
         println!(
             "  median: AsyncChat {ma:.0}/s, LinesCodec {mt:.0}/s, ratio {:.3}",
             ma / mt

@@ -11,6 +11,8 @@
 //! UDP_BENCH_DATAGRAMS=100000 UDP_BENCH_ROUNDS=9 cargo bench --bench udp_echo
 //! ```
 
+mod support;
+
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -19,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use asyncore::{Address, Channel, Dispatcher, Family, Map};
 use bytes::Bytes;
+
+use support::{env, median};
 
 const PAYLOAD: usize = 64;
 /// How long the generator waits for an echo before it calls the round lost.
@@ -136,18 +140,6 @@ fn round(server: SocketAddr, count: u64, window: u64) -> f64 {
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    values[values.len() / 2]
-}
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let count = env("UDP_BENCH_DATAGRAMS", 50_000);
     let rounds = env("UDP_BENCH_ROUNDS", 7).max(1);
@@ -174,7 +166,7 @@ fn main() {
         println!("window {window}:");
         println!("  asyncore udp_echo_server  datagrams/s: {}", fmt(&a));
         println!("  tokio recv_from/send_to   datagrams/s: {}", fmt(&t));
-        let (ma, mt) = (median(&mut a), median(&mut t));
+        let (ma, mt) = (median(a), median(t));
         println!(
             "  median: asyncore {ma:.0}/s, tokio {mt:.0}/s, ratio {:.3}",
             ma / mt

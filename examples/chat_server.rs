@@ -25,11 +25,24 @@
 //! # Back-pressure, not shedding
 //!
 //! When the log passes its high-water mark ([`LOG_HIGH`]) because some member reads more
-//! slowly than the others talk, the room stops reading from every member (each member's
-//! `readable()` says no) until the slowest cursor has brought the log down to [`LOG_LOW`]. A
-//! sender faster than the room is slowed to the room's speed by TCP itself; a member that
-//! keeps reading is never dropped. Only a member that has taken nothing for the stall timeout
-//! while lines wait for it is dropped.
+//! slowly than the others talk, the room pauses: it stops reading from the members (each
+//! member's `readable()` says no) until the slowest cursor has brought the log down to
+//! [`LOG_LOW`]. A sender faster than the room is slowed to the room's speed by TCP itself; a
+//! member that keeps reading is never dropped. Only a member that has taken nothing for the
+//! stall timeout while lines wait for it is dropped.
+//!
+//! A pause stops the floods, not the conversation: during each pause every member may still
+//! add [`PAUSED_SHARE`] bytes of lines (plus what its last read brought). Without that share,
+//! the members who flood decide who gets read: whoever the room reads first after a pause
+//! refills the log, and a member who says one line now and then can wait for seconds behind
+//! them, or for the whole stall timeout when the pause is due to a member who stopped reading.
+//!
+//! The marks are small for the sake of latency: a member gets a new line after everything the
+//! log holds for it, and while the room is flooded every member is about as far behind as the
+//! log is long, so a line takes about the log's bytes divided by what one member is sent a
+//! second (the room's output shared by its members). A deeper log lets the room send bigger
+//! batches, for more lines a second at the price of that delay and of memory
+//! (`benches/README.md` has the figures).
 //!
 //! `readable()` reads the room's shared state, so it depends on more than the member's own
 //! callbacks. Members still declare [`InterestScope::Own`] — `Shared` would make the map ask
@@ -42,8 +55,8 @@
 //!
 //! Bounded whatever the number of members talking:
 //!
-//! - the log: at most [`LOG_HIGH`] plus one read ([`READ_SIZE`] or, for a member with a
-//!   long-line grant, [`LONG_READ_SIZE`]);
+//! - the log: at most [`LOG_HIGH`] plus the line that crossed it (up to [`MAX_LINE`]), plus,
+//!   per member, its [`PAUSED_SHARE`] and one read ([`READ_SIZE`]) in each pause;
 //! - per member: one batch being sent ([`BATCH`] bytes, or a slice of a long line that the
 //!   log holds anyway) and the unfinished line it is sending (at most [`FREE_UNFINISHED`] plus
 //!   one read);
@@ -83,10 +96,14 @@ const BACKLOG: u32 = 1024;
 
 /// The longest line relayed, newline excluded; a longer one closes its sender.
 pub const MAX_LINE: usize = 1024 * 1024;
-/// The log's high-water mark: above it the room reads from nobody.
-pub const LOG_HIGH: usize = 16 * 1024 * 1024;
+/// The log's high-water mark: above it the room pauses (it reads only members with some of
+/// their [`PAUSED_SHARE`] left).
+pub const LOG_HIGH: usize = 1024 * 1024;
 /// The log's low-water mark: at or below it the room reads again.
-pub const LOG_LOW: usize = 4 * 1024 * 1024;
+pub const LOG_LOW: usize = 256 * 1024;
+/// The bytes of lines a member may still add to the log during each pause (one read may take
+/// it past): enough for someone who talks, not for a flood.
+pub const PAUSED_SHARE: usize = 1024;
 /// What a member's read takes at most.
 pub const READ_SIZE: usize = 4 * 1024;
 /// What a read takes at most while the member holds a long-line grant.
@@ -144,6 +161,10 @@ struct Slot {
     grant: bool,
     /// When the member last took what it was given.
     progress: Instant,
+    /// The pause ([`Room::pauses`]) in which the member last added a line, and how many bytes
+    /// of lines it added in that pause.
+    pause: u64,
+    spent: usize,
 }
 
 struct Room {
@@ -159,8 +180,11 @@ struct Room {
     behind: BTreeMap<u64, usize>,
     /// Members with no [`Feed`] queued (they have everything): woken by the next line.
     idle: Vec<ChannelId>,
-    /// Above the high-water mark: nobody is read.
+    /// Above the high-water mark: only members with some of their [`PAUSED_SHARE`] left are
+    /// read.
     paused: bool,
+    /// How many times the room has paused: each pause gives every member a new share.
+    pauses: u64,
     /// Shutting down: nobody is read.
     closing: bool,
     free_grants: usize,
@@ -183,6 +207,7 @@ impl Room {
             behind: BTreeMap::new(),
             idle: Vec::new(),
             paused: false,
+            pauses: 0,
             closing: false,
             free_grants: LONG_LINES,
             waiting_grants: VecDeque::new(),
@@ -222,6 +247,8 @@ impl Room {
                 cut: false,
                 grant: false,
                 progress: Instant::now(),
+                pause: 0,
+                spent: 0,
             },
         );
         self.idle.push(id);
@@ -268,12 +295,15 @@ impl Room {
 
     /// Whether member `id` may be read now, with `unfinished` bytes of a line collected.
     fn may_read(&self, id: ChannelId, unfinished: usize) -> bool {
-        if self.paused || self.closing {
+        if self.closing {
             return false;
         }
         match self.slots.get(&id) {
             Some(slot) => {
-                slot.stop_at.is_none() && !slot.cut && (slot.grant || unfinished <= FREE_UNFINISHED)
+                slot.stop_at.is_none()
+                    && !slot.cut
+                    && (slot.grant || unfinished <= FREE_UNFINISHED)
+                    && (!self.paused || slot.pause != self.pauses || slot.spent < PAUSED_SHARE)
             }
             None => false,
         }
@@ -341,6 +371,14 @@ impl Room {
         let seq = self.end();
         self.log.push_back(Line { author, data });
         self.bytes += len + LINE_OVERHEAD;
+        if self.paused {
+            if let Some(slot) = self.slots.get_mut(&author) {
+                if slot.pause != self.pauses {
+                    (slot.pause, slot.spent) = (self.pauses, 0);
+                }
+                slot.spent += len;
+            }
+        }
         // The author never gets its own line: a cursor waiting at this one moves past it.
         if let Some(slot) = self.slots.get(&author) {
             if slot.seq == seq && slot.off == 0 {
@@ -370,6 +408,7 @@ impl Room {
         let paused = !self.paused && self.bytes > LOG_HIGH;
         if paused {
             self.paused = true;
+            self.pauses += 1;
         }
         (feed, paused)
     }
@@ -767,11 +806,7 @@ impl Dispatcher for ChatServer {
 // The program
 
 fn start(address: std::net::SocketAddr, config: Config) -> io::Result<(Address, SharedRoom)> {
-    let mut channel = Channel::create_socket(support::family_of(&address))?;
-    channel.set_reuse_addr()?;
-    channel.bind(address)?;
-    channel.listen(BACKLOG)?;
-    let bound = channel.local_addr()?;
+    let (channel, bound) = support::listener(address, BACKLOG)?;
     let room = Rc::new(RefCell::new(Room::new()));
     let map = asyncore::socket_map();
     map.add(

@@ -23,38 +23,8 @@ mod support;
 use std::io;
 use std::process::ExitCode;
 
-use asyncore::{Address, Buffered, Channel, Dispatcher, InterestScope, Map, SendBuffer};
-
-/// Echoes what it reads, through a `SendBuffer` (asyncore's `dispatcher_with_send`).
-struct EchoHandler {
-    out: SendBuffer,
-}
-
-impl Dispatcher for EchoHandler {
-    fn interest_scope(&self) -> InterestScope {
-        InterestScope::Own
-    }
-    fn readable(&self, _: &Channel) -> bool {
-        !self.out.is_paused()
-    }
-    fn writable(&self, channel: &Channel) -> bool {
-        self.out.writable(channel)
-    }
-    fn buffered(&self, _: &Channel) -> Buffered {
-        self.out.buffered()
-    }
-    fn handle_read(&mut self, channel: &mut Channel) -> io::Result<()> {
-        let data = channel.recv(64 * 1024)?;
-        self.out.send(channel, data)
-    }
-    fn handle_write(&mut self, channel: &mut Channel) -> io::Result<()> {
-        self.out.handle_write(channel)
-    }
-    fn handle_close(&mut self, channel: &mut Channel) -> io::Result<()> {
-        channel.close();
-        Ok(())
-    }
-}
+use asyncore::{Address, Channel, Dispatcher, InterestScope, Map};
+use support::EchoHandler;
 
 struct EchoServer;
 
@@ -68,21 +38,16 @@ impl Dispatcher for EchoServer {
         sock: Channel,
         _: Address,
     ) -> io::Result<()> {
-        let out = SendBuffer::new();
         channel
             .map()
             .expect("in a map")
-            .add(sock, EchoHandler { out })?;
+            .add(sock, EchoHandler::default())?;
         Ok(())
     }
 }
 
 fn start(map: &Map, address: std::net::SocketAddr) -> io::Result<Address> {
-    let mut listener = Channel::create_socket(support::family_of(&address))?;
-    listener.set_reuse_addr()?;
-    listener.bind(address)?;
-    listener.listen(128)?;
-    let bound = listener.local_addr()?;
+    let (listener, bound) = support::listener(address, 128)?;
     map.add(listener, EchoServer)?;
     Ok(bound)
 }

@@ -508,11 +508,7 @@ impl Dispatcher for KvServer {
 }
 
 fn start(address: std::net::SocketAddr, store: Store) -> io::Result<Address> {
-    let mut channel = Channel::create_socket(support::family_of(&address))?;
-    channel.set_reuse_addr()?;
-    channel.bind(address)?;
-    channel.listen(BACKLOG)?;
-    let bound = channel.local_addr()?;
+    let (channel, bound) = support::listener(address, BACKLOG)?;
     asyncore::add(channel, KvServer { store })?;
     Ok(bound)
 }

@@ -7,8 +7,10 @@ mod util;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use util::programs::{example, Program};
 use util::LIMIT;
@@ -23,6 +25,17 @@ fn connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
     stream.set_read_timeout(Some(LIMIT)).unwrap();
     stream.set_write_timeout(Some(LIMIT)).unwrap();
+    stream
+}
+
+/// Connects a client whose receive buffer is a fixed 64 KiB.
+fn small_receive_buffer(address: SocketAddr) -> TcpStream {
+    use asyncore::socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.connect_timeout(&address.into(), LIMIT).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
     stream
 }
 
@@ -196,25 +209,75 @@ fn a_member_that_reads_nothing_is_dropped_after_the_stall_timeout() {
     assert!(status.success(), "{status:?} {stderr}");
 }
 
-/// At SIGTERM, a member that has megabytes of lines waiting for it (its socket full, because
-/// it has not read yet) and reads from then on receives them all, whole, and its connection
+/// A pause stops the floods, not the conversation: while a member who stopped reading holds
+/// the log at its high-water mark and a flooder is held back, another member's line still
+/// reaches the others at once, not when the stall timeout drops the one who stopped.
+#[test]
+fn a_member_who_talks_is_heard_while_the_room_is_paused() {
+    let server = chat_server(&["--stall-timeout", "60"]);
+    // A member who never reads, with a small receive buffer: the log, not its socket, holds
+    // what it is owed. Accepted first, so in the room when the others have joined.
+    let sleeper = small_receive_buffer(server.address);
+    let mut room = members(server.address, 3);
+    let mut hello = [0u8; 6];
+    (&sleeper).read_exact(&mut hello).unwrap();
+    let listener = room.pop().unwrap();
+    let talker = room.pop().unwrap();
+    let flooder = room.pop().unwrap();
+    const LINE: &[u8] = b"a line from someone who talks\n";
+    let received = Arc::new(AtomicUsize::new(0));
+    let (heard, hearing) = mpsc::channel::<()>();
+    {
+        let received = received.clone();
+        let mut listener = listener.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut tail = Vec::new(); // the end of what came, where the line may start
+            while let Ok(n) = listener.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                received.fetch_add(n, Ordering::Relaxed);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.windows(LINE.len()).any(|w| w == LINE) {
+                    let _ = heard.send(());
+                    return;
+                }
+                tail.drain(..tail.len().saturating_sub(LINE.len()));
+            }
+        });
+    }
+    // 64 MiB: the room pauses long before the flooder is through.
+    let _writer = flood(flooder.try_clone().unwrap(), 64 * 1024, 1024);
+    // Paused: the listener has had the log's worth and gets nothing more (bounded: the pause
+    // lasts until the stall timeout).
+    let deadline = Instant::now() + 3 * LIMIT;
+    let mut seen = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = received.load(Ordering::Relaxed);
+        if now == seen && now > 0 {
+            break;
+        }
+        seen = now;
+        assert!(Instant::now() < deadline, "the room never paused");
+    }
+    (&talker).write_all(LINE).unwrap();
+    hearing
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the line waited for the stall timeout");
+    drop(sleeper);
+}
+
+/// At SIGTERM, a member that has most of a mebibyte of lines waiting for it (its socket full,
+/// because it has not read yet) and reads from then on receives them all, whole, and its connection
 /// ends at a line boundary with a clean end of file.
 #[test]
 fn no_member_receives_a_cut_line_at_shutdown() {
     let mut server = chat_server(&[]);
     // A receive buffer of a fixed 64 KiB: what the room holds for this member cannot all wait
     // in its socket.
-    let late = {
-        use asyncore::socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(64 * 1024).unwrap();
-        socket
-            .connect_timeout(&server.address.into(), LIMIT)
-            .unwrap();
-        let late: TcpStream = socket.into();
-        late.set_read_timeout(Some(LIMIT)).unwrap();
-        late
-    };
+    let late = small_receive_buffer(server.address);
     // Accepted first, so in the room when the others have joined.
     let mut room = members(server.address, 2);
     let mut hello = [0u8; 6];
@@ -222,10 +285,11 @@ fn no_member_receives_a_cut_line_at_shutdown() {
     assert_eq!(&hello, b"hello\n");
     let reader = room.pop().unwrap();
     let flooder = room.pop().unwrap();
-    const LINES: usize = 150;
-    const LEN: usize = 40_003; // 6 MB in all, in lines that straddle every buffer boundary
-                               // Once the reader has every line, the room has them all and the late member's socket is
-                               // full.
+    // 960 kB in all (the room holds no more than its log's high-water mark for a member that
+    // does not read), in lines that straddle every buffer boundary. Once the reader has every
+    // line, the room has them all and the late member's socket is full.
+    const LINES: usize = 24;
+    const LEN: usize = 40_003;
     let reading = read_up_to(reader, LINES * LEN, false);
     assert!(flood(flooder.try_clone().unwrap(), LINES, LEN)
         .join()
@@ -259,7 +323,7 @@ fn no_member_receives_a_cut_line_at_shutdown() {
 #[test]
 fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
     let server = chat_server(&["--idle-timeout", "3"]);
-    let mut room = members(server.address, 2);
+    let reader = connect(server.address);
     let slow: Vec<TcpStream> = (0..100)
         .map(|i| {
             let mut s = connect(server.address);
@@ -280,9 +344,12 @@ fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
             }
         })
     };
-    room[0].write_all(b"normal\n").unwrap();
+    // Accepted after every slowloris client (the listener accepts in order), so they are all
+    // in the room when its line is read.
+    let talker = connect(server.address);
+    (&talker).write_all(b"normal\n").unwrap();
     let mut normal = [0u8; 7];
-    room[1].read_exact(&mut normal).unwrap();
+    (&reader).read_exact(&mut normal).unwrap();
     assert_eq!(&normal, b"normal\n");
     // The line came through while every slowloris client was still connected.
     for (i, s) in slow.iter().enumerate() {
@@ -304,7 +371,7 @@ fn slowloris_clients_delay_nobody_and_are_closed_when_idle() {
     }
     trickle.join().unwrap();
     // The normal members are idle too by now and closed the same way; nothing reached them.
-    for (n, member) in room.into_iter().enumerate() {
+    for (n, member) in [talker, reader].into_iter().enumerate() {
         let (got, _) = read_all(member).join().unwrap();
         assert!(got.is_empty(), "member {n} received {got:?}");
     }

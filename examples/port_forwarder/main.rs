@@ -25,7 +25,7 @@ mod forwarder;
 
 use std::process::ExitCode;
 
-use asyncore::{Address, Channel};
+use asyncore::Address;
 use forwarder::Forwarder;
 
 fn arguments() -> Result<(String, Address), String> {
@@ -46,11 +46,7 @@ async fn main() -> ExitCode {
         Err(e) => return support::fail("port_forwarder", e),
     };
     support::serve_on("port_forwarder", Ok(listen), |address| {
-        let mut server = Channel::create_socket(support::family_of(&address))?;
-        server.set_reuse_addr()?;
-        server.bind(address)?;
-        server.listen(128)?;
-        let bound = server.local_addr()?;
+        let (server, bound) = support::listener(address, 128)?;
         asyncore::add(server, Forwarder { remote })?;
         Ok(bound)
     })

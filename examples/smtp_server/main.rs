@@ -106,11 +106,7 @@ impl SmtpServer {
         timeouts: Timeouts,
         tls: Option<Arc<ServerConfig>>,
     ) -> io::Result<Address> {
-        let mut channel = Channel::create_socket(support::family_of(&address))?;
-        channel.set_reuse_addr()?;
-        channel.bind(address)?;
-        channel.listen(BACKLOG)?;
-        let bound = channel.local_addr()?;
+        let (channel, bound) = support::listener(address, BACKLOG)?;
         asyncore::add(channel, SmtpServer { timeouts, tls })?;
         Ok(bound)
     }

@@ -1,5 +1,6 @@
 //! What every example program shares: the command-line contract of examples/README.md
-//! (one clear line on stderr and a non-zero exit on error, `tracing` only when `RUST_LOG` asks).
+//! (one clear line on stderr and a non-zero exit on error, `tracing` only when `RUST_LOG` asks),
+//! a listening channel, and the echo handler of `dispatcher_with_send`.
 
 #![allow(dead_code)] // each example uses part of it
 
@@ -104,6 +105,54 @@ pub fn family_of(address: &std::net::SocketAddr) -> asyncore::Family {
         asyncore::Family::Inet
     } else {
         asyncore::Family::Inet6
+    }
+}
+
+/// A listening channel on `address` (asyncore's `create_socket`, `set_reuse_addr`, `bind`,
+/// `listen`), and the address it is bound to.
+pub fn listener(
+    address: SocketAddr,
+    backlog: u32,
+) -> std::io::Result<(asyncore::Channel, asyncore::Address)> {
+    let mut channel = asyncore::Channel::create_socket(family_of(&address))?;
+    channel.set_reuse_addr()?;
+    channel.bind(address)?;
+    channel.listen(backlog)?;
+    let bound = channel.local_addr()?;
+    Ok((channel, bound))
+}
+
+/// asyncore's `dispatcher_with_send` as an echo handler: it writes back what it reads through
+/// a [`SendBuffer`](asyncore::SendBuffer), and stops reading while that buffer is paused (its
+/// peer does not read what it is sent).
+#[derive(Default)]
+pub struct EchoHandler {
+    out: asyncore::SendBuffer,
+}
+
+impl asyncore::Dispatcher for EchoHandler {
+    fn interest_scope(&self) -> asyncore::InterestScope {
+        asyncore::InterestScope::Own // readable() and writable() read only its buffer
+    }
+    fn readable(&self, _: &asyncore::Channel) -> bool {
+        !self.out.is_paused()
+    }
+    fn writable(&self, channel: &asyncore::Channel) -> bool {
+        self.out.writable(channel)
+    }
+    fn buffered(&self, _: &asyncore::Channel) -> asyncore::Buffered {
+        self.out.buffered()
+    }
+    fn handle_read(&mut self, channel: &mut asyncore::Channel) -> std::io::Result<()> {
+        let data = channel.recv(64 * 1024)?;
+        self.out.send(channel, data)
+    }
+    fn handle_write(&mut self, channel: &mut asyncore::Channel) -> std::io::Result<()> {
+        self.out.handle_write(channel)
+    }
+    fn handle_close(&mut self, channel: &mut asyncore::Channel) -> std::io::Result<()> {
+        channel.close();
+        Ok(())
     }
 }
 
