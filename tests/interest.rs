@@ -8,7 +8,6 @@ mod util;
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,24 +26,6 @@ use util::{block_on, block_on_multi, listener, LIMIT};
 mod forwarder;
 use forwarder::Forwarder;
 
-/// A client that sends `data` through the forwarder while reading the answer, and returns the
-/// answer once it has as many bytes as it sent.
-fn client(forwarder: std::net::SocketAddr, data: Vec<u8>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let stream = TcpStream::connect_timeout(&forwarder, LIMIT).unwrap();
-        stream.set_read_timeout(Some(LIMIT)).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let len = data.len();
-        let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
-        let mut answer = vec![0; len];
-        (&stream)
-            .read_exact(&mut answer)
-            .expect("the forwarder passed every byte back within the bound");
-        writing.join().unwrap();
-        answer
-    })
-}
-
 async fn forward_one_mebibyte() {
     let (remote, remote_thread) = util::complement_server(1);
     let remote = Address::Inet(remote);
@@ -53,7 +34,8 @@ async fn forward_one_mebibyte() {
     map.add(server, Forwarder { remote }).unwrap();
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 4096) as u8).collect();
     let expected: Vec<u8> = data.iter().map(|b| !b).collect();
-    let client = client(address.as_inet().unwrap(), data);
+    let forwarder = address.as_inet().unwrap();
+    let client = std::thread::spawn(move || util::exchange(forwarder, data));
     let answer = util::run_until_done(&map, client).await;
     assert_eq!(answer.len(), expected.len());
     assert!(answer == expected, "the forwarded bytes differ");

@@ -3,27 +3,9 @@
 
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 
 use util::programs::{assert_fails_in_one_line, example, Program};
-use util::LIMIT;
-
-/// Sends `data` through the forwarder while reading the answer; the answer.
-fn exchange(forwarder: std::net::SocketAddr, data: Vec<u8>) -> Vec<u8> {
-    let stream = TcpStream::connect_timeout(&forwarder, LIMIT).unwrap();
-    stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let len = data.len();
-    let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
-    let mut answer = vec![0; len];
-    (&stream)
-        .read_exact(&mut answer)
-        .expect("every byte came back through the forwarder");
-    writing.join().unwrap();
-    answer
-}
 
 /// Four clients at once, 1 MiB each, both ways, byte for byte; then a clean exit on SIGTERM.
 #[test]
@@ -42,7 +24,7 @@ fn forwards_both_ways_byte_for_byte() {
                     .map(|i| (i * 31 + client as u32) as u8)
                     .collect();
                 let expected: Vec<u8> = data.iter().map(|b| !b).collect();
-                assert!(exchange(address, data) == expected, "client {client}");
+                assert!(util::exchange(address, data) == expected, "client {client}");
             })
         })
         .collect();

@@ -31,6 +31,21 @@ fn smtp_server_with(args: &[&str]) -> Program {
 
 /// The reply to a timed-out connection.
 const TIMEOUT_REPLY: &str = "421 [127.0.0.1] Error: timeout exceeded";
+/// The reply to an accepted `DATA`.
+const DATA_REPLY: &str = "354 End data with <CR><LF>.<CR><LF>";
+
+/// The whole reply to `EHLO` from a client on 127.0.0.1, with `extra` extensions (e.g.
+/// `STARTTLS`) between `8BITMIME` and `HELP`.
+fn ehlo_reply(extra: &[&str]) -> Vec<String> {
+    let mut lines = vec![
+        "250-[127.0.0.1]".to_string(),
+        format!("250-SIZE {SIZE_LIMIT}"),
+        "250-8BITMIME".into(),
+    ];
+    lines.extend(extra.iter().map(|extension| format!("250-{extension}")));
+    lines.push("250 HELP".into());
+    lines
+}
 
 /// A raw SMTP client: send lines, read replies (multi-line replies whole); over TLS after
 /// [`Client::start_tls`].
@@ -113,6 +128,13 @@ impl<S: Read + Write> Client<S> {
         self.reply().pop().unwrap()
     }
 
+    /// `MAIL FROM:<a@b>`, `RCPT TO:<c@d>` and `DATA`, each accepted: the message may follow.
+    fn start_message(&mut self) {
+        assert_eq!(self.command("MAIL FROM:<a@b>"), "250 OK");
+        assert_eq!(self.command("RCPT TO:<c@d>"), "250 OK");
+        assert_eq!(self.command("DATA"), DATA_REPLY);
+    }
+
     /// Reads until the server closes; returns what came before.
     fn rest(mut self) -> Vec<u8> {
         let mut rest = Vec::new();
@@ -162,25 +184,14 @@ fn scripted_session() {
     let server = smtp_server("127.0.0.1:0");
     let mut client = Client::connect(server.address);
     client.send(b"EHLO client.example\r\n");
-    assert_eq!(
-        client.reply(),
-        [
-            "250-[127.0.0.1]".to_string(),
-            format!("250-SIZE {SIZE_LIMIT}"),
-            "250-8BITMIME".into(),
-            "250 HELP".into(),
-        ]
-    );
+    assert_eq!(client.reply(), ehlo_reply(&[]));
     assert_eq!(
         client.command("MAIL FROM:<alice@example.org> SIZE=120"),
         "250 OK"
     );
     assert_eq!(client.command("RCPT TO:<bob@example.org>"), "250 OK");
     assert_eq!(client.command("rcpt to: <carol@example.org>"), "250 OK");
-    assert_eq!(
-        client.command("DATA"),
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    assert_eq!(client.command("DATA"), DATA_REPLY);
     client.send(b"From: alice\r\nSubject: dots\r\n\r\n..leading dot\r\n...two\r\n.\r\n");
     assert_eq!(client.reply(), ["250 OK"]);
     assert_eq!(
@@ -311,12 +322,7 @@ fn pipelining_and_fragments() {
     for byte in b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\n" {
         client.send(&[*byte]);
     }
-    for expected in [
-        "250 OK",
-        "250 OK",
-        "354 End data with <CR><LF>.<CR><LF>",
-        "250 OK",
-    ] {
+    for expected in ["250 OK", "250 OK", DATA_REPLY, "250 OK"] {
         assert_eq!(client.reply(), [expected]);
     }
     assert_eq!(next_message(&server), ["hi"]);
@@ -343,21 +349,13 @@ fn empty_and_limit_sized_messages() {
     let server = smtp_server("127.0.0.1:0");
     let mut client = Client::connect(server.address);
     client.command("HELO client");
-    let transaction = |client: &mut Client| {
-        assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
-        assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
-        assert_eq!(
-            client.command("DATA"),
-            "354 End data with <CR><LF>.<CR><LF>"
-        );
-    };
-    transaction(&mut client);
+    client.start_message();
     client.send(b".\r\n");
     assert_eq!(client.reply(), ["250 OK"]);
     assert_eq!(next_message(&server), Vec::<String>::new());
 
     for (size, accepted) in [(SIZE_LIMIT, true), (SIZE_LIMIT + 1, false)] {
-        transaction(&mut client);
+        client.start_message();
         // 1 KiB lines (CRLF included) and a last line that makes up the size.
         let mut body = Vec::with_capacity(size + 5);
         while body.len() + 1024 < size {
@@ -415,12 +413,7 @@ fn garbage_never_crashes_the_server() {
     assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
 
     // A message 3 times the limit, in 64 KiB lines.
-    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
-    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
-    assert_eq!(
-        client.command("DATA"),
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    client.start_message();
     let mut line = noise(64 * 1024, 7)
         .into_iter()
         .map(|b| if b == b'\r' || b == b'\n' { b'.' } else { b })
@@ -481,10 +474,7 @@ fn signals_exit_zero() {
         client.command("HELO client");
         client.command("MAIL FROM:<a@b>");
         client.command("RCPT TO:<c@d>");
-        assert_eq!(
-            client.command("DATA"),
-            "354 End data with <CR><LF>.<CR><LF>"
-        );
+        assert_eq!(client.command("DATA"), DATA_REPLY);
         let (status, stderr) = server.stop(signal);
         assert!(status.success(), "{signal}: {status:?} {stderr}");
         assert_eq!(stderr, "");
@@ -629,10 +619,7 @@ fn concurrent_clients_get_whole_messages() {
                     "250 OK"
                 );
                 assert_eq!(client.command("RCPT TO:<sink@example.org>"), "250 OK");
-                assert_eq!(
-                    client.command("DATA"),
-                    "354 End data with <CR><LF>.<CR><LF>"
-                );
+                assert_eq!(client.command("DATA"), DATA_REPLY);
                 let mut body = format!("Subject: {i}\r\n\r\n");
                 for line in 0..50 {
                     body.push_str(&format!("client {i} line {line}\r\n"));
@@ -687,15 +674,7 @@ fn repeated_greeting_resets_the_transaction() {
     assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
     assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
     client.send(b"EHLO two\r\n");
-    assert_eq!(
-        client.reply(),
-        [
-            "250-[127.0.0.1]".to_string(),
-            format!("250-SIZE {SIZE_LIMIT}"),
-            "250-8BITMIME".into(),
-            "250 HELP".into(),
-        ]
-    );
+    assert_eq!(client.reply(), ehlo_reply(&[]));
     assert_eq!(client.command("DATA"), "503 Error: need RCPT command");
     assert_eq!(
         client.command("RCPT TO:<c@d>"),
@@ -719,12 +698,7 @@ fn repeated_greeting_resets_the_transaction() {
     );
     assert_eq!(client.command(&long_mail), "500 Error: line too long");
     // A whole transaction after all that, then a greeting after a delivered message.
-    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
-    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
-    assert_eq!(
-        client.command("DATA"),
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    client.start_message();
     client.send(b"EHLO is just a line here\r\n.\r\n");
     assert_eq!(client.reply(), ["250 OK"]);
     assert_eq!(next_message(&server), ["EHLO is just a line here"]);
@@ -879,12 +853,7 @@ fn data_timeout() {
     ]);
     let mut client = Client::connect(server.address);
     assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
-    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
-    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
-    assert_eq!(
-        client.command("DATA"),
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    client.start_message();
     client.send(b"Subject: unfinished\r\n\r\nhalf a li");
     assert_eq!(client.reply(), [TIMEOUT_REPLY]);
     assert_eq!(client.rest(), b"");
@@ -914,12 +883,7 @@ fn each_state_has_its_timeout() {
     ]);
     let mut client = Client::connect(server.address);
     assert_eq!(client.command("HELO client"), "250 [127.0.0.1]");
-    assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
-    assert_eq!(client.command("RCPT TO:<c@d>"), "250 OK");
-    assert_eq!(
-        client.command("DATA"),
-        "354 End data with <CR><LF>.<CR><LF>"
-    );
+    client.start_message();
     std::thread::sleep(Duration::from_secs(2)); // twice the command timeout
                                                 // One line that takes 5 s to arrive (longer than the data timeout), in pieces 0.2 s
                                                 // apart: the pieces, not only whole lines, keep the message alive.
@@ -1148,16 +1112,7 @@ fn starttls_starts_the_session_again() {
     let server = smtp_server_with_tls(&certs);
     let mut client = Client::connect(server.address);
     client.send(b"EHLO client\r\n");
-    assert_eq!(
-        client.reply(),
-        [
-            "250-[127.0.0.1]".to_string(),
-            format!("250-SIZE {SIZE_LIMIT}"),
-            "250-8BITMIME".into(),
-            "250-STARTTLS".into(),
-            "250 HELP".into(),
-        ]
-    );
+    assert_eq!(client.reply(), ehlo_reply(&["STARTTLS"]));
     assert_eq!(client.command("MAIL FROM:<a@b>"), "250 OK");
     assert_eq!(
         client.command("STARTTLS"),

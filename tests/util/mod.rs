@@ -343,3 +343,19 @@ pub fn complement_server(
     });
     (address, thread)
 }
+
+/// Sends `data` to `address` while reading the answer (so that neither side's buffers fill and
+/// stop the other), and returns the answer once it is as long as `data`.
+pub fn exchange(address: std::net::SocketAddr, data: Vec<u8>) -> Vec<u8> {
+    let stream = std::net::TcpStream::connect_timeout(&address, LIMIT).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let len = data.len();
+    let writing = std::thread::spawn(move || writer.write_all(&data).unwrap());
+    let mut answer = vec![0; len];
+    (&stream)
+        .read_exact(&mut answer)
+        .expect("every byte came back within the bound");
+    writing.join().unwrap();
+    answer
+}
