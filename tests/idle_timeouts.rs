@@ -34,14 +34,7 @@ fn silent_connections_are_closed_and_delay_nobody() {
         assert_eq!(echo, [round; 100]);
         std::thread::sleep(Duration::from_millis(300));
     }
-    // Every silent connection is closed when its time is up: end of file, nothing else.
-    for (i, mut connection) in silent.into_iter().enumerate() {
-        let mut rest = Vec::new();
-        connection
-            .read_to_end(&mut rest)
-            .unwrap_or_else(|e| panic!("silent connection {i}: {e}"));
-        assert!(rest.is_empty(), "silent connection {i} got {rest:?}");
-    }
+    assert_all_closed(silent);
     talker.write_all(b"still here").unwrap();
     let mut echo = [0; 10];
     talker.read_exact(&mut echo).unwrap();
@@ -87,13 +80,18 @@ fn kv_server_closes_half_finished_commands() {
         assert_eq!(&answer, b"OK\n");
         std::thread::sleep(Duration::from_millis(300));
     }
-    for (i, mut connection) in silent.into_iter().enumerate() {
+    assert_all_closed(silent);
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{stderr}");
+}
+
+/// Every connection is closed by the server when its time is up: end of file, nothing else.
+fn assert_all_closed(connections: Vec<TcpStream>) {
+    for (i, mut connection) in connections.into_iter().enumerate() {
         let mut rest = Vec::new();
         connection
             .read_to_end(&mut rest)
             .unwrap_or_else(|e| panic!("silent connection {i}: {e}"));
         assert!(rest.is_empty(), "silent connection {i} got {rest:?}");
     }
-    let (status, stderr) = server.stop("TERM");
-    assert!(status.success(), "{stderr}");
 }

@@ -23,6 +23,20 @@ struct Client {
 }
 
 impl Client {
+    /// Reads `n` answers on a thread of its own, however slowly they come (each read bounded
+    /// by LIMIT); true if every one was `OK`.
+    fn oks(&self, n: usize) -> std::thread::JoinHandle<bool> {
+        let mut reader = self.reader.get_ref().try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(&mut reader);
+            let mut line = String::new();
+            (0..n).all(|_| {
+                line.clear();
+                reader.read_line(&mut line).is_ok() && line == "OK\n"
+            })
+        })
+    }
+
     fn connect(address: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&address, LIMIT).unwrap();
         stream.set_read_timeout(Some(LIMIT)).unwrap();
@@ -243,18 +257,7 @@ fn a_watcher_that_never_reads_is_bounded_then_dropped() {
     const SETS: usize = 20_000;
     let value = "v".repeat(8 * 1024);
     let mut writer = Client::connect(server.address);
-    let answers = {
-        let mut reader = writer.reader.get_ref().try_clone().unwrap();
-        std::thread::spawn(move || {
-            // Every answer, however slowly they come (each read bounded by LIMIT).
-            let mut reader = BufReader::new(&mut reader);
-            let mut line = String::new();
-            (0..SETS).all(|_| {
-                line.clear();
-                reader.read_line(&mut line).is_ok() && line == "OK\n"
-            })
-        })
-    };
+    let answers = writer.oks(SETS);
     let script = format!("SET big {value}\n").repeat(SETS);
     writer.send(script.as_bytes());
     assert!(
@@ -294,17 +297,7 @@ fn a_slow_watcher_hears_every_change() {
     const SETS: usize = 2_000;
     let pad = "p".repeat(1000);
     let burst: String = (0..SETS).map(|i| format!("SET n {i} {pad}\n")).collect();
-    let answers = {
-        let mut reader = writer.reader.get_ref().try_clone().unwrap();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(&mut reader);
-            let mut line = String::new();
-            (0..SETS).all(|_| {
-                line.clear();
-                reader.read_line(&mut line).is_ok() && line == "OK\n"
-            })
-        })
-    };
+    let answers = writer.oks(SETS);
     writer.send(burst.as_bytes());
     for i in 0..SETS {
         if i % 100 == 0 {
