@@ -10,19 +10,20 @@ use std::time::{Duration, Instant};
 
 use super::LIMIT;
 
-/// The path of example `name`, built by `cargo test` next to the test binaries. `cargo test
-/// --test NAME` builds no examples, so one that is missing or older than this test binary is
-/// built here (a no-op when it is up to date).
+/// The path of example `name`, next to the test binaries. `cargo test --test NAME` builds no
+/// examples, and an example whose own source changed since is not rebuilt by it either (a
+/// binary newer than the test proves nothing), so cargo is asked once per test process and
+/// example: a no-op when the example is up to date.
 pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
     let path = deps.parent().unwrap().join("examples").join(name);
-    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified());
-    let stale = match (modified(&path), modified(&exe)) {
-        (Ok(example), Ok(test)) => example < test,
-        _ => true,
-    };
-    if stale {
+    // Held while building: tests of one process that start the same example wait for one build.
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|known| known == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--example", name]);
@@ -44,11 +45,12 @@ pub fn example(name: &str) -> PathBuf {
                 build.env_remove(&*key);
             }
         }
-        let built = build.status().unwrap();
+        let status = build.status().unwrap();
         assert!(
-            built.success() && path.exists(),
+            status.success() && path.exists(),
             "cannot build example {name}"
         );
+        built.push(name.to_string());
     }
     path
 }
