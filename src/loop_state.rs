@@ -77,11 +77,6 @@ impl LoopState {
     #[inline]
     pub(crate) fn register_runner(&self, cx: &Context<'_>) -> bool {
         let mut slot = self.runner.borrow_mut();
-        if let Some(known) = &*slot {
-            if known.will_wake(cx.waker()) {
-                return true;
-            }
-        }
         let known = slot.as_ref().is_some_and(|w| same_waker(w, cx.waker()));
         if !known {
             *slot = Some(cx.waker().clone());

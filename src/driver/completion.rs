@@ -18,16 +18,21 @@ impl Entry {
         self.poke();
     }
 
+    /// Runs the queued completion callbacks, oldest first; one inlined test when there are
+    /// none.
     #[inline]
-    pub(super) fn has_completions(&self) -> bool {
-        self.rare
+    pub(super) fn run_completions(&self) {
+        let queued = self
+            .rare
             .borrow()
             .as_ref()
-            .is_some_and(|rare| !rare.completions.is_empty())
+            .is_some_and(|rare| !rare.completions.is_empty());
+        if queued {
+            self.run_queued_completions();
+        }
     }
 
-    /// Runs the queued completion callbacks, oldest first.
-    pub(super) fn run_completions(&self) {
+    fn run_queued_completions(&self) {
         loop {
             let Some(completion) = self.with_rare(|rare| rare.completions.pop_front()) else {
                 return;

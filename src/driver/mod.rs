@@ -173,9 +173,7 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
             // Input is buffered: it is handled now, not when the socket speaks again.
             entry.saw(ready);
             entry.dispatch(ready, want, &mut None);
-            if entry.has_completions() {
-                entry.run_completions();
-            }
+            entry.run_completions();
             tokio::task::coop::consume_budget().await;
             continue;
         }
@@ -195,9 +193,7 @@ pub(crate) async fn drive(entry: Rc<Entry>) {
                 tokio::task::coop::consume_budget().await;
             }
             wait::Wake::Poked => {
-                if entry.has_completions() {
-                    entry.run_completions();
-                }
+                entry.run_completions();
                 tokio::task::coop::consume_budget().await;
             }
         }
