@@ -285,6 +285,18 @@ fn echo_over_tls_on_every_family_and_runtime() {
     });
 }
 
+/// Many rounds with the map on a multi-thread runtime, whose I/O driver records readiness on
+/// the workers while the channels read and write records: a readiness cleared with what was
+/// seen after a transfer, not before it, loses a wake-up and the round hangs until its bound.
+#[test]
+fn tls_echo_many_rounds_on_a_multi_thread_runtime() {
+    block_on_multi(async {
+        for _ in 0..20 {
+            echo_round(Family::Inet, 256 * 1024).await;
+        }
+    });
+}
+
 // ----- failures -----
 
 /// A client that connects with TLS and reports what happened.
